@@ -1,0 +1,58 @@
+# passthrough.gpu — the two commands are `make demo` and `make test`.
+# Everything they need is installed or built here, idempotently, into git-ignored
+# directories (.venv, .cache, .build), so a fresh clone on Debian 12 works.
+
+SHELL := /bin/bash
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+COLL := $(CURDIR)/.build/collections/ansible_collections/passthrough/gpu
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(BIN):$(PATH)
+PYTEST_ARGS ?=
+
+.PHONY: all deps link unit sanity lab-image lab-up lab-down integration test test-fast demo clean
+
+all: test
+
+deps: $(VENV)/.deps-stamp link
+
+$(VENV)/.deps-stamp: tools/bootstrap.sh tests/requirements.txt
+	bash tools/bootstrap.sh
+	touch $@
+
+# The checkout itself is the collection; ansible finds it through this link.
+link:
+	@mkdir -p $(dir $(COLL))
+	@ln -sfn $(CURDIR) $(COLL)
+
+unit: deps
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+sanity: deps
+	bash tools/sanity.sh
+
+lab-image: deps
+	bash tests/lab/build-image.sh
+
+lab-up: lab-image
+	bash tests/lab/start.sh
+
+lab-down:
+	bash tests/lab/stop.sh
+
+integration: lab-image
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+# Fast loop for development: no sanity, no lab.
+test-fast: unit
+
+# The whole suite. Sanity first; one pytest run last so its summary line ends the output.
+test: deps sanity lab-image
+	$(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)
+
+demo: lab-image
+	bash tools/demo.sh
+
+clean:
+	-bash tests/lab/stop.sh
+	rm -rf .build tests/output .pytest_cache

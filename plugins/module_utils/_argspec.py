@@ -1,0 +1,14 @@
+# -*- coding: utf-8 -*-
+# Copyright: passthrough.gpu contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to this collection: not a public API, may change without notice.
+"""Shared argument specs; each function has one doc fragment of the same name."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+def root_argument_spec():
+    """Documented by the C(passthrough.gpu._root) doc fragment."""
+    return {"root": {"type": "path", "default": "/"}}

@@ -1,0 +1,130 @@
+# -*- coding: utf-8 -*-
+# Copyright: passthrough.gpu contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to this collection: not a public API, may change without notice.
+"""GPUs (PCI class 03) with their companion functions, MMIO needs and readiness."""
+
+from __future__ import absolute_import, division, print_function
+
+from ansible_collections.passthrough.gpu.plugins.module_utils import _mmio, _pci, _rom
+
+__metaclass__ = type
+
+GPU_CLASS_PREFIX = "03"
+VFIO_DRIVER = "vfio-pci"
+
+
+def human_size(size):
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size >= 1 << shift and size % (1 << shift) == 0:
+            return "%d %s" % (size >> shift, unit)
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size >= 1 << shift:
+            return "%.1f %s" % (size / float(1 << shift), unit)
+    return "%d B" % size
+
+
+def _missing(gpu, iommu_enabled, group):
+    """What stands between this GPU and a guest, in words a user can act on."""
+    missing = []
+    if not iommu_enabled:
+        missing.append("IOMMU is off: enable VT-d/AMD-Vi in firmware and intel_iommu=on or "
+                       "amd_iommu=on on the kernel command line")
+    elif group is None:
+        missing.append("the device has no IOMMU group")
+    elif not group["isolated"]:
+        missing.extend(group["reasons"])
+    if gpu["boot_vga"]:
+        missing.append("it is the console GPU (boot_vga): the host needs another display "
+                       "adapter or a headless boot before it can give this one away")
+    functions = [gpu] + gpu["companion_functions"]
+    if any(not bar["assigned"] for f in functions for bar in f["bars"]):
+        missing.append("a BAR is not assigned: enable Above 4G decoding (and Resizable BAR "
+                       "support) in firmware")
+    if gpu["rom"] is not None and gpu["rom"]["has_uefi"] is False:
+        missing.append("its option ROM has no UEFI image: an OVMF guest shows no picture "
+                       "from it before the guest driver loads")
+    return missing
+
+
+def describe_gpus(iommu, rom_reader=None):
+    """The ``passthrough_gpus`` list from the ``passthrough_iommu`` data.
+
+    ``rom_reader(address)`` returns the parsed ROM; None skips the ROM check.
+    """
+    devices = iommu["devices"]
+    groups = dict((g["id"], g) for g in iommu["groups"])
+    gpus = []
+    for address in sorted(devices):
+        device = devices[address]
+        if not (device["class"] or "").startswith(GPU_CLASS_PREFIX):
+            continue
+        gpu = dict(device)
+        gpu["companion_functions"] = [devices[c] for c in device["companions"]]
+        functions = [device] + gpu["companion_functions"]
+        bar_sizes = [b["size_bytes"] for f in functions for b in f["bars"] if b["is_64bit"]]
+        gpu["bar_total_64bit_prefetchable_bytes"] = sum(
+            b["size_bytes"] for f in functions for b in f["bars"] if b["is_64bit"] and b["prefetchable"])
+        gpu["bars_above_4g"] = any(b["above_4g"] for f in functions for b in f["bars"])
+        gpu["mmio"] = _mmio.plan(bar_sizes, gpu_count=1)
+        gpu["rom"] = rom_reader(address) if rom_reader else None
+        group = groups.get(device["iommu_group"])
+        gpu["isolated"] = bool(group and group["isolated"])
+        gpu["bound_to_vfio"] = all(f["driver"] == VFIO_DRIVER for f in functions)
+        gpu["missing"] = _missing(gpu, iommu["enabled"], group)
+        gpu["ready"] = not gpu["missing"]
+        gpus.append(gpu)
+    return gpus
+
+
+def read_gpus(root, check_rom=False):
+    """``(iommu facts, gpus)`` for a root; ROMs are read only when asked."""
+    iommu = _pci.read_iommu(root)
+
+    def read_rom(address):
+        if iommu["devices"][address]["rom_size_bytes"] is None:
+            return {"images": [], "has_uefi": False}
+        try:
+            return _rom.read_rom(root, address)
+        except _rom.RomError as exc:
+            return {"images": [], "has_uefi": None, "error": str(exc)}
+
+    return iommu, describe_gpus(iommu, read_rom if check_rom else None)
+
+
+def summary_lines(iommu, gpus):
+    """A readable readiness summary of one host."""
+    lines = ["IOMMU: %s" % ("on (%s)" % (iommu["vendor"] or "unknown") if iommu["enabled"] else "OFF")]
+    if iommu["acs_override"]:
+        lines.append("  warning: pcie_acs_override is set, isolation verdicts are weaker")
+    if not gpus:
+        lines.append("GPUs: none found (no PCI class 03 device)")
+    for gpu in gpus:
+        lines.append("GPU %s [%s:%s] class %s%s" % (
+            gpu["address"], gpu["vendor_id"], gpu["device_id"], gpu["class"],
+            " (console GPU)" if gpu["boot_vga"] else ""))
+        lines.append("  ready: %s" % ("yes" if gpu["ready"] else "no"))
+        lines.append("  IOMMU group: %s, %s" % (
+            gpu["iommu_group"], "isolated" if gpu["isolated"] else "NOT isolated"))
+        lines.append("  driver: %s%s" % (gpu["driver"] or "none", "" if gpu["bound_to_vfio"]
+                                          else " (not yet on vfio-pci)"))
+        if gpu["companions"]:
+            lines.append("  companions: %s" % ", ".join(
+                "%s (%s)" % (f["address"], f["driver"] or "no driver") for f in gpu["companion_functions"]))
+        for bar in gpu["bars"]:
+            lines.append("  BAR%d: %s %s%s%s at 0x%x" % (
+                bar["index"], human_size(bar["size_bytes"]), bar["type"],
+                ", 64-bit" if bar["is_64bit"] else "", ", prefetchable" if bar["prefetchable"] else "",
+                bar["start"]))
+        mmio = gpu["mmio"]
+        lines.append("  BARs above 4 GiB: %s" % ("yes" if gpu["bars_above_4g"] else "no"))
+        lines.append("  MMIO: ESXi 64bitMMIOSizeGB=%d (%s rule; count rule %d), OVMF X-PciMmio64Mb=%d%s" % (
+            mmio["esxi_64bit_mmio_size_gb"], mmio["rule"], mmio["count_rule_gb"],
+            mmio["ovmf_x_pcimmio64mb"], "" if mmio["ovmf_fw_cfg_needed"] else " (OVMF default suffices)"))
+        if gpu["rom"] is not None:
+            has_uefi = gpu["rom"]["has_uefi"]
+            lines.append("  option ROM UEFI image: %s" % (
+                "unknown (%s)" % gpu["rom"]["error"] if has_uefi is None else "yes" if has_uefi else "no"))
+        for item in gpu["missing"]:
+            lines.append("  missing: %s" % item)
+    return lines

@@ -12,7 +12,7 @@ module: gpu_facts
 short_description: GPUs on a host, their companion functions, the MMIO they need and what stands in the way
 version_added: 0.1.0
 description:
-  - Finds every display controller (PCI class 03) and sets the C(passthrough_gpus) fact: the same
+  - Finds every display controller (PCI class 03) and sets the C(passthrough_gpus) fact with the same
     per-device fields as M(passthrough.gpu.iommu_facts), the companion functions of the same slot
     (HDMI audio, USB-C), the isolation verdict of the IOMMU group, and the 64-bit MMIO a VM needs.
   - "MMIO: C(esxi_64bit_mmio_size_gb) is the value for ESXi C(pciPassthru.64bitMMIOSizeGB). The

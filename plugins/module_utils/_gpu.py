@@ -2,16 +2,39 @@
 # Copyright: passthrough.gpu contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # Private to this collection: not a public API, may change without notice.
-"""GPUs (PCI class 03) with their companion functions, MMIO needs and readiness."""
+"""GPUs (PCI class 03, or the classes asked for) with their companion functions, MMIO needs and readiness."""
 
 from __future__ import absolute_import, division, print_function
+
+import re
 
 from ansible_collections.passthrough.gpu.plugins.module_utils import _mmio, _pci, _rom
 
 __metaclass__ = type
 
-GPU_CLASS_PREFIX = "03"
+DEFAULT_CLASSES = ("03",)
+CLASS_PREFIX_RE = re.compile(r"^[0-9a-f]{2}(?:[0-9a-f]{2}){0,2}$")
 VFIO_DRIVER = "vfio-pci"
+
+
+class GpuError(ValueError):
+    """Arguments that cannot select GPUs."""
+
+
+def normalize_classes(classes):
+    """Class-code prefixes (2, 4 or 6 hex digits, optional 0x) in lowercase."""
+    result = []
+    for value in classes:
+        text = str(value).strip().lower()
+        if text.startswith("0x"):
+            text = text[2:]
+        if not CLASS_PREFIX_RE.match(text):
+            raise GpuError("'%s' is not a PCI class prefix: use 2, 4 or 6 hex digits like '03', "
+                           "'0302' or '1200', quoted in YAML" % value)
+        result.append(text)
+    if not result:
+        raise GpuError("device_classes is empty: give at least one class prefix such as 03")
+    return tuple(result)
 
 
 def human_size(size):
@@ -47,17 +70,18 @@ def _missing(gpu, iommu_enabled, group):
     return missing
 
 
-def describe_gpus(iommu, rom_reader=None):
+def describe_gpus(iommu, rom_reader=None, classes=DEFAULT_CLASSES):
     """The ``passthrough_gpus`` list from the ``passthrough_iommu`` data.
 
-    ``rom_reader(address)`` returns the parsed ROM; None skips the ROM check.
+    ``classes`` are class-code prefixes that count as GPUs (display controllers by
+    default). ``rom_reader(address)`` returns the parsed ROM; None skips the ROM check.
     """
     devices = iommu["devices"]
     groups = dict((g["id"], g) for g in iommu["groups"])
     gpus = []
     for address in sorted(devices):
         device = devices[address]
-        if not (device["class"] or "").startswith(GPU_CLASS_PREFIX):
+        if not (device["class"] or "").startswith(classes):
             continue
         gpu = dict(device)
         gpu["companion_functions"] = [devices[c] for c in device["companions"]]
@@ -77,8 +101,9 @@ def describe_gpus(iommu, rom_reader=None):
     return gpus
 
 
-def read_gpus(root, check_rom=False):
+def read_gpus(root, check_rom=False, classes=DEFAULT_CLASSES):
     """``(iommu facts, gpus)`` for a root; ROMs are read only when asked."""
+    classes = normalize_classes(classes)
     iommu = _pci.read_iommu(root)
 
     def read_rom(address):
@@ -89,7 +114,7 @@ def read_gpus(root, check_rom=False):
         except _rom.RomError as exc:
             return {"images": [], "has_uefi": None, "error": str(exc)}
 
-    return iommu, describe_gpus(iommu, read_rom if check_rom else None)
+    return iommu, describe_gpus(iommu, read_rom if check_rom else None, classes)
 
 
 def summary_lines(iommu, gpus):
@@ -98,7 +123,7 @@ def summary_lines(iommu, gpus):
     if iommu["acs_override"]:
         lines.append("  warning: pcie_acs_override is set, isolation verdicts are weaker")
     if not gpus:
-        lines.append("GPUs: none found (no PCI class 03 device)")
+        lines.append("GPUs: none found (no PCI device of the chosen classes)")
     for gpu in gpus:
         lines.append("GPU %s [%s:%s] class %s%s" % (
             gpu["address"], gpu["vendor_id"], gpu["device_id"], gpu["class"],

@@ -36,6 +36,15 @@ options:
         O(root=/) and the module runs as root, ignored with a warning otherwise.
     type: bool
     default: false
+  device_classes:
+    description:
+      - PCI class-code prefixes (2, 4 or 6 hex digits) of the devices to treat as GPUs.
+      - The default takes display controllers (VGA C(0300), 3D C(0302), other C(0380)). Add C('12')
+        for processing accelerators or C('0b40') for co-processors.
+      - Quote the values in YAML; an unquoted C(03) is the number 3.
+    type: list
+    elements: str
+    default: ['03']
 notes:
   - Facts of all PCI devices and groups are in M(passthrough.gpu.iommu_facts); this module reads them
     too but returns only the GPUs.
@@ -55,6 +64,10 @@ EXAMPLES = r"""
 - name: Pick the GPUs that can be passed through now
   ansible.builtin.set_fact:
     passthrough_candidates: "{{ ansible_facts.passthrough_gpus | selectattr('ready') | map(attribute='address') | list }}"
+
+- name: Count processing accelerators (class 12) as GPUs too
+  passthrough.gpu.gpu_facts:
+    device_classes: ['03', '12']
 
 - name: Also check for a UEFI option ROM
   passthrough.gpu.gpu_facts:
@@ -76,7 +89,7 @@ ansible_facts:
   contains:
     passthrough_gpus:
       description:
-        - The GPUs (PCI class 03) in address order. Each has every per-device field of
+        - The GPUs (PCI class 03, or O(device_classes)) in address order. Each has every per-device field of
           C(passthrough_iommu.devices) in M(passthrough.gpu.iommu_facts) (C(address), C(vendor_id),
           C(device_id), C(subsystem_vendor_id), C(subsystem_device_id), C(class), C(revision),
           C(driver), C(iommu_group), C(bars), C(rom_size_bytes), C(boot_vga), C(numa_node),
@@ -182,6 +195,7 @@ from ansible_collections.passthrough.gpu.plugins.module_utils import _argspec, _
 def main():
     argument_spec = _argspec.root_argument_spec()
     argument_spec["check_rom"] = {"type": "bool", "default": False}
+    argument_spec["device_classes"] = {"type": "list", "elements": "str", "default": ["03"]}
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     root = module.params["root"]
     check_rom = module.params["check_rom"]
@@ -189,8 +203,8 @@ def main():
         module.warn("check_rom needs root=/ and root privileges; option ROMs were not read")
         check_rom = False
     try:
-        iommu, gpus = _gpu.read_gpus(root, check_rom=check_rom)
-    except _pci.PciError as exc:
+        iommu, gpus = _gpu.read_gpus(root, check_rom=check_rom, classes=module.params["device_classes"])
+    except (_pci.PciError, _gpu.GpuError) as exc:
         module.fail_json(msg=str(exc))
     for warning in iommu["warnings"]:
         module.warn(warning)

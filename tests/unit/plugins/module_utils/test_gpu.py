@@ -98,7 +98,7 @@ def test_summary_says_what_matters(tree):
 def test_summary_without_gpus(tree):
     tree.device("0000:00:03.0", klass="020000")
     iommu, gpus = _gpu.read_gpus(tree.root)
-    assert _gpu.summary_lines(iommu, gpus) == ["IOMMU: OFF", "GPUs: none found (no PCI class 03 device)"]
+    assert _gpu.summary_lines(iommu, gpus) == ["IOMMU: OFF", "GPUs: none found (no PCI device of the chosen classes)"]
 
 
 @pytest.mark.parametrize("size, text", [
@@ -106,3 +106,25 @@ def test_summary_without_gpus(tree):
     (3 << 29, "1536 MiB"), ((3 << 29) + 5, "1.5 GiB"), (16 << 10, "16 KiB")])
 def test_human_size(size, text):
     assert _gpu.human_size(size) == text
+
+
+@pytest.mark.parametrize("classes, expected", [
+    (["03"], ("03",)), (["0x0302", "12"], ("0302", "12")), ([" 0B40 "], ("0b40",)), (["050000"], ("050000",))])
+def test_normalize_classes(classes, expected):
+    assert _gpu.normalize_classes(classes) == expected
+
+
+@pytest.mark.parametrize("classes, message", [
+    (["3"], "'3' is not a PCI class prefix"), (["030"], "not a PCI class"), (["0x"], "not a PCI class"),
+    (["gpu"], "not a PCI class"), (["03000000"], "not a PCI class"), ([], "device_classes is empty")])
+def test_normalize_classes_refuses(classes, message):
+    with pytest.raises(_gpu.GpuError, match=message):
+        _gpu.normalize_classes(classes)
+
+
+def test_extra_classes_count_as_gpus(tree):
+    tree.workstation()
+    tree.device("0000:05:00.0", vendor="1da3", device="1020", klass="120000", group=12)
+    assert "0000:05:00.0" not in gpus_by_address(tree.root)
+    assert "0000:05:00.0" in gpus_by_address(tree.root, classes=["03", "12"])
+    assert sorted(gpus_by_address(tree.root, classes=["0302"])) == []

@@ -46,3 +46,9 @@ def test_gpu_facts_check_rom_needs_live_root(tree, run_module):
 def test_gpu_facts_rejects_unknown_option(tree, run_module):
     code, result = run_module(gpu_facts, {"root": tree.root, "romcheck": True})
     assert code == 1 and "romcheck" in result["msg"]
+
+
+def test_gpu_facts_refuses_bad_class(tree, run_module):
+    tree.workstation()
+    code, result = run_module(gpu_facts, {"root": tree.root, "device_classes": [3]})
+    assert code == 1 and "'3' is not a PCI class prefix" in result["msg"]

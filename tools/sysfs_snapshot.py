@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: passthrough.gpu contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Copy the parts of a machine's /sys and /proc that the facts modules read.

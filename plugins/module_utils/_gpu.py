@@ -61,7 +61,7 @@ def _missing(gpu, iommu_enabled, group):
         missing.append("it is the console GPU (boot_vga): the host needs another display "
                        "adapter or a headless boot before it can give this one away")
     functions = [gpu] + gpu["companion_functions"]
-    if any(not bar["assigned"] for f in functions for bar in f["bars"]):
+    if any(not region["assigned"] for f in functions for region in f["bars"]):
         missing.append("a BAR is not assigned: enable Above 4G decoding (and Resizable BAR "
                        "support) in firmware")
     if gpu["rom"] is not None and gpu["rom"]["has_uefi"] is False:
@@ -131,16 +131,16 @@ def summary_lines(iommu, gpus):
         lines.append("  ready: %s" % ("yes" if gpu["ready"] else "no"))
         lines.append("  IOMMU group: %s, %s" % (
             gpu["iommu_group"], "isolated" if gpu["isolated"] else "NOT isolated"))
-        lines.append("  driver: %s%s" % (gpu["driver"] or "none", "" if gpu["bound_to_vfio"]
-                                          else " (not yet on vfio-pci)"))
+        pending = "" if gpu["bound_to_vfio"] else " (not yet on vfio-pci)"
+        lines.append("  driver: %s%s" % (gpu["driver"] or "none", pending))
         if gpu["companions"]:
             lines.append("  companions: %s" % ", ".join(
                 "%s (%s)" % (f["address"], f["driver"] or "no driver") for f in gpu["companion_functions"]))
-        for bar in gpu["bars"]:
+        for region in gpu["bars"]:
             lines.append("  BAR%d: %s %s%s%s at 0x%x" % (
-                bar["index"], human_size(bar["size_bytes"]), bar["type"],
-                ", 64-bit" if bar["is_64bit"] else "", ", prefetchable" if bar["prefetchable"] else "",
-                bar["start"]))
+                region["index"], human_size(region["size_bytes"]), region["type"],
+                ", 64-bit" if region["is_64bit"] else "", ", prefetchable" if region["prefetchable"] else "",
+                region["start"]))
         mmio = gpu["mmio"]
         lines.append("  BARs above 4 GiB: %s" % ("yes" if gpu["bars_above_4g"] else "no"))
         lines.append("  MMIO: ESXi 64bitMMIOSizeGB=%d (%s rule; count rule %d), OVMF X-PciMmio64Mb=%d%s" % (

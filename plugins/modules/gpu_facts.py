@@ -23,7 +23,7 @@ description:
   - Also returns a readable readiness summary per GPU in RV(summary).
   - Reads only, except that O(check_rom=true) briefly enables each GPU's ROM in sysfs to read it.
 author:
-  - passthrough.gpu contributors
+  - passthrough.gpu maintainers (@passthrough-gpu)
 extends_documentation_fragment:
   - passthrough.gpu._root
   - passthrough.gpu._attributes.FACTS

@@ -22,7 +22,7 @@ description:
     (groups then reflect the kernel's word, not the hardware's isolation).
   - Reads only; changes nothing.
 author:
-  - passthrough.gpu contributors
+  - passthrough.gpu maintainers (@passthrough-gpu)
 extends_documentation_fragment:
   - passthrough.gpu._root
   - passthrough.gpu._attributes.FACTS

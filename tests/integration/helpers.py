@@ -21,14 +21,14 @@ def ansible_env(**extra):
     return env
 
 
-def ansible_module(host, module, args="", inventory=None, timeout=600):
+def ansible_module(host, module, args="", inventory=None, env=None, timeout=600):
     """Run ``ansible HOST -m MODULE -a ARGS`` and return that host's result."""
     argv = [os.path.join(BIN, "ansible"), host, "--one-line", "-m", module]
     if args:
         argv += ["-a", args]
     if inventory:
         argv += ["-i", inventory]
-    proc = subprocess.run(argv, cwd=REPO, env=ansible_env(), capture_output=True, text=True,
+    proc = subprocess.run(argv, cwd=REPO, env=ansible_env(**(env or {})), capture_output=True, text=True,
                           timeout=timeout, check=False)
     # --one-line prints "HOST | STATUS => {json}" per host.
     prefix = "%s | " % host
@@ -54,8 +54,8 @@ def compare_with_lspci(devices, truth):
             assert got["iommu_group"] == seen["iommu_group"], where + "iommu group"
         bars = dict((b["index"], b) for b in got["bars"])
         assert sorted(bars) == sorted(seen["bars"]), where + "BAR indexes"
-        for index, bar in seen["bars"].items():
-            for key, value in bar.items():
+        for index, region in seen["bars"].items():
+            for key, value in region.items():
                 assert bars[index][key] == value, where + "BAR%d %s" % (index, key)
         if seen["rom_size_bytes"] is not None:
             assert got["rom_size_bytes"] == seen["rom_size_bytes"], where + "ROM size"

@@ -13,7 +13,7 @@ IO = 0x40101
 RESOURCE_LINES = 13
 
 
-def bar(start, size, flags):
+def bar_line(start, size, flags):
     return (start, start + size - 1, flags)
 
 
@@ -81,21 +81,21 @@ class SysfsTree:
         self.cmdline("BOOT_IMAGE=/vmlinuz-6.1.0 root=UUID=1 ro quiet intel_iommu=on iommu=pt")
         self.device("0000:00:00.0", vendor="8086", device="3e30", klass="060000", group=0)
         self.device("0000:00:02.0", vendor="8086", device="3e92", klass="030000", driver="i915",
-                    group=1, boot_vga=True, resources={0: bar(0xA0000000, 16 << 20, MEM64),
-                                                       2: bar(0x90000000, 256 << 20, MEM64_PREF)})
+                    group=1, boot_vga=True, resources={0: bar_line(0xA0000000, 16 << 20, MEM64),
+                                                       2: bar_line(0x90000000, 256 << 20, MEM64_PREF)})
         self.device("0000:00:01.0", vendor="8086", device="1901", klass="060400",
                     driver="pcieport", group=2)
         self.device("0000:01:00.0", driver="nvidia", group=2, parents=["0000:00:01.0"],
                     boot_vga=False, numa=0, reset="bus",
-                    resources={0: bar(0xDE000000, 16 << 20, MEM32),
-                               1: bar(0x4000000000, 16 << 30, MEM64_PREF),
-                               3: bar(0x4400000000, 32 << 20, MEM64_PREF),
-                               5: bar(0xE000, 128, IO),
-                               6: bar(0xDF000000, 512 << 10, 0x46200)})
+                    resources={0: bar_line(0xDE000000, 16 << 20, MEM32),
+                               1: bar_line(0x4000000000, 16 << 30, MEM64_PREF),
+                               3: bar_line(0x4400000000, 32 << 20, MEM64_PREF),
+                               5: bar_line(0xE000, 128, IO),
+                               6: bar_line(0xDF000000, 512 << 10, 0x46200)})
         self.device("0000:01:00.1", device="1aef", klass="040300", driver="snd_hda_intel",
-                    group=2, parents=["0000:00:01.0"], resources={0: bar(0xDF080000, 16 << 10, MEM32)})
+                    group=2, parents=["0000:00:01.0"], resources={0: bar_line(0xDF080000, 16 << 10, MEM32)})
         self.device("0000:00:14.0", vendor="8086", device="a36d", klass="0c0330", driver="xhci_hcd",
-                    group=3, resources={0: bar(0xA1200000, 64 << 10, MEM64)})
+                    group=3, resources={0: bar_line(0xA1200000, 64 << 10, MEM64)})
         self.device("0000:00:17.0", vendor="8086", device="a352", klass="010601", driver="ahci",
-                    group=3, resources={5: bar(0xA1233000, 2 << 10, MEM32)})
+                    group=3, resources={5: bar_line(0xA1233000, 2 << 10, MEM32)})
         return self

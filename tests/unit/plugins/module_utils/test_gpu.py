@@ -4,7 +4,7 @@
 import pytest
 
 from ansible_collections.passthrough.gpu.plugins.module_utils import _gpu, _pci
-from sysfs_tree import MEM32, MEM64_PREF, bar
+from sysfs_tree import MEM32, MEM64_PREF, bar_line
 
 GIB = 1 << 30
 
@@ -43,7 +43,7 @@ def test_console_gpu_is_not_ready(tree):
 
 def test_dirty_group_names_the_neighbours(tree):
     tree.iommu_unit("dmar0")
-    tree.device("0000:03:00.0", group=9, resources={1: bar(0x6000000000, 8 * GIB, MEM64_PREF)})
+    tree.device("0000:03:00.0", group=9, resources={1: bar_line(0x6000000000, 8 * GIB, MEM64_PREF)})
     tree.device("0000:03:01.0", vendor="8086", device="100e", klass="020000", driver="e1000", group=9)
     gpu = gpus_by_address(tree.root)["0000:03:00.0"]
     assert gpu["isolated"] is False and gpu["ready"] is False
@@ -54,7 +54,7 @@ def test_dirty_group_names_the_neighbours(tree):
 
 def test_iommu_off_and_unassigned_bar(tree):
     tree.device("0000:01:00.0", driver="nvidia", resources={
-        0: bar(0xDE000000, 16 << 20, MEM32), 1: (0, (16 * GIB) - 1, MEM64_PREF | 0x20000000)})
+        0: bar_line(0xDE000000, 16 << 20, MEM32), 1: (0, (16 * GIB) - 1, MEM64_PREF | 0x20000000)})
     gpu = gpus_by_address(tree.root)["0000:01:00.0"]
     assert gpu["ready"] is False
     assert gpu["missing"][0].startswith("IOMMU is off")

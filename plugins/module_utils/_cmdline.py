@@ -2,13 +2,17 @@
 # Copyright: passthrough.gpu contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # Private to this collection: not a public API, may change without notice.
-"""Kernel command line parsing, following the kernel's own rules (lib/cmdline.c).
+"""Kernel command line parsing and editing, following the kernel's rules (lib/cmdline.c).
 
 Arguments are separated by white space; double quotes group white space into a
-value (``key="a b"``) or a whole argument and are not part of the value.
+value (``key="a b"``) or a whole argument and are not part of the value. Edits
+touch only the arguments they are about: every other byte, white space included,
+stays as it was.
 """
 
 from __future__ import absolute_import, division, print_function
+
+import re
 
 __metaclass__ = type
 
@@ -18,25 +22,40 @@ IOMMU_KEYS = (
     "pcie_acs_override", "vfio-pci.ids", "vfio_iommu_type1.allow_unsafe_interrupts",
     "video", "initcall_blacklist",
 )
+# Everything after a lone "--" goes to init, not the kernel.
+INIT_SEPARATOR = "--"
+WANTED_RE = re.compile(r"^[A-Za-z0-9_.-]+(=[^\s\"]*)?$")
 
 
-def split(text):
-    """Split a command line into raw arguments, quotes kept as written."""
-    args = []
-    current = []
+class CmdlineError(ValueError):
+    """An argument that cannot go on a kernel command line as asked."""
+
+
+def _pieces(text):
+    """``([(gap, token), ...], tail)``: each token with the white space before it."""
+    pieces = []
+    gap = []
+    token = []
     in_quote = False
     for char in text:
         if char == '"':
             in_quote = not in_quote
         if char.isspace() and not in_quote:
-            if current:
-                args.append("".join(current))
-                current = []
-            continue
-        current.append(char)
-    if current:
-        args.append("".join(current))
-    return args
+            if token:
+                pieces.append(("".join(gap), "".join(token)))
+                gap, token = [], []
+            gap.append(char)
+        else:
+            token.append(char)
+    if token:
+        pieces.append(("".join(gap), "".join(token)))
+        gap = []
+    return pieces, "".join(gap)
+
+
+def split(text):
+    """Split a command line into raw arguments, quotes kept as written."""
+    return [token for _gap, token in _pieces(text)[0]]
 
 
 def key_value(arg):
@@ -51,3 +70,64 @@ def key_value(arg):
 def to_dict(args):
     """Last one wins, as in the kernel for ordinary parameters."""
     return dict(key_value(arg) for arg in args)
+
+
+def validate(args):
+    """Arguments as users give them: ``key`` or ``key=value``, no white space or quotes."""
+    for arg in args:
+        if not isinstance(arg, str) or not WANTED_RE.match(arg):
+            raise CmdlineError(
+                "%r is not a kernel argument this module can manage: use key or key=value with "
+                "letters, digits, '_', '.', '-' in the key and no white space or quotes" % (arg,))
+        if arg == INIT_SEPARATOR:
+            raise CmdlineError("'--' separates init's arguments and cannot be managed")
+    keys = [key_value(arg)[0] for arg in args]
+    duplicates = sorted(set(k for k in keys if keys.count(k) > 1))
+    if duplicates:
+        raise CmdlineError("more than one value asked for %s" % ", ".join(duplicates))
+    return list(args)
+
+
+def _matches(token, key, value):
+    got_key, got_value = key_value(token)
+    return got_key == key and (value is None or got_value == value)
+
+
+def edit(text, args, state="present"):
+    """Return ``text`` with ``args`` present (replacing other values of their keys) or absent.
+
+    present ``key=value``: the first argument with that key becomes ``key=value`` in place,
+    later ones with that key go; appended (before a ``--``) when the key is not there.
+    absent ``key``: every argument with that key goes; absent ``key=value``: only that value.
+    """
+    validate(args)
+    pieces, tail = _pieces(text)
+    tokens = [token for _gap, token in pieces]
+    appended = []
+    for arg in args:
+        key, value = key_value(arg)
+        init_at = tokens.index(INIT_SEPARATOR) if INIT_SEPARATOR in tokens else len(tokens)
+        hits = [i for i in range(init_at) if tokens[i] is not None and _matches(tokens[i], key, None)]
+        if state == "absent":
+            for i in hits:
+                if _matches(tokens[i], key, value):
+                    tokens[i] = None
+        elif hits:
+            tokens[hits[0]] = arg
+            for i in hits[1:]:
+                tokens[i] = None
+        else:
+            appended.append(arg)
+    return _render(pieces, tokens, tail, appended)
+
+
+def _render(pieces, tokens, tail, appended):
+    leading = pieces[0][0] if pieces else ""
+    kept = [(gap, token) for (gap, _old), token in zip(pieces, tokens) if token is not None]
+    at = next((i for i, (_gap, token) in enumerate(kept) if token == INIT_SEPARATOR), len(kept))
+    kept[at:at] = [(" ", arg) for arg in appended]
+    if not kept:
+        return leading + tail
+    # The first argument keeps the line's leading white space; any other needs a separator.
+    kept = [(leading, kept[0][1])] + [(gap or " ", token) for gap, token in kept[1:]]
+    return "".join(gap + token for gap, token in kept) + tail

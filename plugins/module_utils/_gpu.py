@@ -47,7 +47,7 @@ def human_size(size):
     return "%d B" % size
 
 
-def _missing(gpu, iommu_enabled, group):
+def _missing(gpu, iommu_enabled, group, devices):
     """What stands between this GPU and a guest, in words a user can act on."""
     missing = []
     if not iommu_enabled:
@@ -56,7 +56,11 @@ def _missing(gpu, iommu_enabled, group):
     elif group is None:
         missing.append("the device has no IOMMU group")
     elif not group["isolated"]:
-        missing.extend(group["reasons"])
+        mine = [gpu["address"]] + gpu["companions"]
+        others = [_pci.describe(devices[a]) for a in group["devices"]
+                  if a not in mine and a in devices and not devices[a]["is_bridge"]]
+        missing.append("IOMMU group %d is shared with %s: pass those through too, move the card to "
+                       "another slot, or find firmware with ACS" % (group["id"], ", ".join(others)))
     if gpu["boot_vga"]:
         missing.append("it is the console GPU (boot_vga): the host needs another display "
                        "adapter or a headless boot before it can give this one away")
@@ -95,7 +99,7 @@ def describe_gpus(iommu, rom_reader=None, classes=DEFAULT_CLASSES):
         group = groups.get(device["iommu_group"])
         gpu["isolated"] = bool(group and group["isolated"])
         gpu["bound_to_vfio"] = all(f["driver"] == VFIO_DRIVER for f in functions)
-        gpu["missing"] = _missing(gpu, iommu["enabled"], group)
+        gpu["missing"] = _missing(gpu, iommu["enabled"], group, devices)
         gpu["ready"] = not gpu["missing"]
         gpus.append(gpu)
     return gpus
@@ -143,9 +147,16 @@ def summary_lines(iommu, gpus):
                 region["start"]))
         mmio = gpu["mmio"]
         lines.append("  BARs above 4 GiB: %s" % ("yes" if gpu["bars_above_4g"] else "no"))
-        lines.append("  MMIO: ESXi 64bitMMIOSizeGB=%d (%s rule; count rule %d), OVMF X-PciMmio64Mb=%d%s" % (
-            mmio["esxi_64bit_mmio_size_gb"], mmio["rule"], mmio["count_rule_gb"],
-            mmio["ovmf_x_pcimmio64mb"], "" if mmio["ovmf_fw_cfg_needed"] else " (OVMF default suffices)"))
+        if mmio["needs_64bit_mmio"]:
+            lines.append("  MMIO: 64-bit MMIO needed: ESXi pciPassthru.64bitMMIOSizeGB=%d (%s rule; the count "
+                         "rule gives %d), OVMF X-PciMmio64Mb=%d%s" % (
+                             mmio["esxi_64bit_mmio_size_gb"], mmio["rule"], mmio["count_rule_gb"],
+                             mmio["ovmf_x_pcimmio64mb"],
+                             "" if mmio["ovmf_fw_cfg_needed"] else " (OVMF's default aperture suffices)"))
+        else:
+            total = mmio["bar_total_bytes"]
+            lines.append("  MMIO: %s: no 64-bit MMIO setting needed" % (
+                "64-bit BARs total %s, under 16 GiB" % human_size(total) if total else "no 64-bit BARs"))
         if gpu["rom"] is not None:
             has_uefi = gpu["rom"]["has_uefi"]
             lines.append("  option ROM UEFI image: %s" % (

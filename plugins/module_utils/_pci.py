@@ -227,7 +227,7 @@ def read_group_members(root):
     return groups
 
 
-def _describe(device):
+def describe(device):
     return "%s [%s:%s] class %s" % (
         device["address"], device["vendor_id"], device["device_id"], device["class"])
 
@@ -243,8 +243,9 @@ def group_verdict(group_id, members, devices):
     reasons = []
     if len(slots) > 1:
         for slot in slots:
-            names = ", ".join(_describe(d) for d in endpoints if slot_of(d["address"]) == slot)
-            reasons.append("group %d also holds %s" % (group_id, names))
+            mine = [describe(d) for d in endpoints if slot_of(d["address"]) == slot]
+            others = [describe(d) for d in endpoints if slot_of(d["address"]) != slot]
+            reasons.append("%s shares group %d with %s" % (", ".join(mine), group_id, ", ".join(others)))
     return {"id": group_id, "devices": list(members), "isolated": len(slots) <= 1, "reasons": reasons}
 
 

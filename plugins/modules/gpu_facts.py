@@ -178,7 +178,7 @@ ansible_facts:
           description: What stands between this GPU and a guest; empty when ready.
           type: list
           elements: str
-          sample: ["group 1 also holds 0000:00:1f.3 [8086:a348] class 040300"]
+          sample: ["IOMMU group 1 is shared with 0000:00:1f.3 [8086:a348] class 040300: pass those through too, ..."]
         ready:
           description: Whether nothing is missing (binding to vfio-pci is a later step, not counted here).
           type: bool

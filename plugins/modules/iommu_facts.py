@@ -116,7 +116,7 @@ ansible_facts:
               description: Why the group is not isolated; one entry per device sharing it.
               type: list
               elements: str
-              sample: ["group 5 also holds 0000:05:01.0 [8086:100e] class 020000"]
+              sample: ["0000:05:01.0 [8086:100e] class 020000 shares group 5 with 0000:05:02.0 [8086:10d3] class 020000"]
         devices:
           description: Every PCI function, keyed by address.
           type: dict

@@ -2,6 +2,49 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 import os
+import socket
+import subprocess
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.dirname(__file__))
+
+from helpers import REPO  # noqa: E402  pylint: disable=wrong-import-position
+
+LAB = os.path.join(REPO, "tests", "lab")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Lab:
+    """The running lab VM: ssh into it, and the inventory/env that reach it."""
+
+    def __init__(self, port):
+        self.env = {"LAB_SSH_PORT": str(port)}
+        self.inventory = os.path.join(REPO, "inventory", "lab.yml")
+
+    def run(self, script, timeout):
+        env = dict(os.environ, **self.env)
+        subprocess.run(["bash", os.path.join(LAB, script)], env=env, check=True, timeout=timeout)
+
+    def ssh(self, command, stdin=None, binary=False, timeout=300):
+        proc = subprocess.run(["bash", os.path.join(LAB, "ssh.sh"), command], env=dict(os.environ, **self.env),
+                              stdin=stdin, capture_output=True, timeout=timeout, check=False)
+        assert proc.returncode == 0, "in the lab VM, %r failed: %s" % (command, proc.stderr.decode(errors="replace"))
+        return proc.stdout if binary else proc.stdout.decode()
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """Boot the lab VM once for the session; always stop it, also when a test fails."""
+    vm = Lab(free_port())
+    try:
+        vm.run("start.sh", timeout=900)
+        yield vm
+    finally:
+        vm.run("stop.sh", timeout=300)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import lspci
-from helpers import REPO, ansible_module, compare_with_lspci
+from helpers import REPO, ansible_module
 
 
 def snapshot(dest):
@@ -27,7 +27,7 @@ def host_lspci():
 def test_iommu_facts_on_host_copy(tmp_path):
     snapshot(tmp_path / "root")
     result = ansible_module("localhost", "passthrough.gpu.iommu_facts", "root=%s" % (tmp_path / "root"))
-    compare_with_lspci(result["ansible_facts"]["passthrough_iommu"]["devices"], host_lspci())
+    lspci.compare(result["ansible_facts"]["passthrough_iommu"]["devices"], host_lspci())
 
 
 def test_gpu_facts_on_host_copy(tmp_path):
@@ -35,5 +35,5 @@ def test_gpu_facts_on_host_copy(tmp_path):
     result = ansible_module("localhost", "passthrough.gpu.gpu_facts", "root=%s" % (tmp_path / "root"))
     gpus = result["ansible_facts"]["passthrough_gpus"]
     truth = dict((a, d) for a, d in host_lspci().items() if d["class"].startswith("03"))
-    compare_with_lspci(dict((g["address"], g) for g in gpus), truth)
+    lspci.compare(dict((g["address"], g) for g in gpus), truth)
     assert result["summary"][0].startswith("IOMMU: ")

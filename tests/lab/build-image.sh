@@ -21,7 +21,9 @@ firstboot_timeout=${LAB_FIRSTBOOT_TIMEOUT:-900}
 for tool in debootstrap mkfs.ext4 debugfs mkfs.vfat mmd mcopy grub-mkstandalone qemu-system-x86_64 ssh-keygen; do
   command -v "$tool" >/dev/null || lab_die "$tool is missing: run tools/bootstrap.sh"
 done
-[ -r "$OVMF_CODE" ] && [ -r "$OVMF_VARS" ] || lab_die "OVMF is missing: run tools/bootstrap.sh"
+for f in "$OVMF_CODE" "$OVMF_VARS"; do
+  [ -r "$f" ] || lab_die "$f is missing: run tools/bootstrap.sh"
+done
 [ "$(id -u)" -eq 0 ] || lab_die "debootstrap and chroot need root"
 
 # One build at a time per cache; the second waits (bounded) and then finds the image up to date.
@@ -42,7 +44,22 @@ lab_log "building the $LAB_FLAVOUR image in $IMAGE_DIR (recipe ${recipe:0:12})"
 
 rm -rf "$LAB_CACHE"/tmp.build-*  # left by a killed build; we hold the lock
 work=$(mktemp -d "$LAB_CACHE/tmp.build-XXXXXX")
-trap 'rm -rf "$work"' EXIT
+child=
+cleanup() {
+  if [ -n "$child" ]; then kill "$child" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+# `timeout` runs in its own process group, so a killed build must end it here; and without
+# the lock's fd 9, a straggler cannot hold up the next build.
+bounded() {
+  local rc=0
+  timeout "$@" 9>&- &
+  child=$!
+  wait "$child" || rc=$?
+  child=
+  return "$rc"
+}
 tree=$work/tree
 out=$work/image
 mkdir -p "$tree" "$out" "$LAB_CACHE/debs"
@@ -57,7 +74,7 @@ base=$LAB_CACHE/base-$base_key.tar
 if [ ! -s "$base" ]; then
   step "debootstrap $suite ($mirror)"
   # A private mount namespace: the /proc and /sys debootstrap mounts in the tree vanish with it.
-  timeout 3600 unshare --mount --propagation private -- \
+  bounded 3600 unshare --mount --propagation private -- \
     debootstrap --variant=minbase --include="$packages" --cache-dir="$LAB_CACHE/debs" \
     "$suite" "$tree" "$mirror" >"$work/debootstrap.log" 2>&1 ||
     fail_log "$work/debootstrap.log" "debootstrap failed"
@@ -73,7 +90,7 @@ fi
 # 2. Configuration, written straight into the tree.
 step "configuring the tree"
 uuid=$(cat /proc/sys/kernel/random/uuid)
-esp_id=1ab2c3d4   # FAT volume id: the ESP's UUID is 1AB2-C3D4
+esp_id=1AB2C3D4   # FAT volume id: udev names the ESP by-uuid/1AB2-C3D4 (upper case)
 kernel=$(cd "$tree/boot" && ls vmlinuz-*)
 initrd=initrd.img-${kernel#vmlinuz-}
 [ -f "$tree/boot/$initrd" ] || lab_die "no $initrd in the tree"
@@ -81,6 +98,7 @@ initrd=initrd.img-${kernel#vmlinuz-}
 echo lab >"$tree/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tlab\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$tree/etc/hosts"
 echo 'nameserver 10.0.2.3' >"$tree/etc/resolv.conf"   # QEMU user-mode networking's DNS
+echo 'LANG=C.UTF-8' >"$tree/etc/default/locale"
 cat >"$tree/etc/fstab" <<EOF
 UUID=$uuid / ext4 errors=remount-ro 0 1
 UUID=${esp_id:0:4}-${esp_id:4:4} /boot/efi vfat umask=0077,nofail 0 2
@@ -123,6 +141,7 @@ grep -q '^GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on"$' "$tree/etc/default/grub"
 
 # grub-mkconfig cannot probe the root device from a chroot, so the first boot uses this
 # stand-in, and a one-shot unit runs the real update-grub and powers off.
+mkdir -p "$tree/boot/grub"
 cat >"$tree/boot/grub/grub.cfg" <<EOF
 # Stand-in for the first boot only; update-grub replaces it (tests/lab/build-image.sh).
 set timeout=0
@@ -151,16 +170,22 @@ chroot "$tree" systemctl -q enable lab-firstboot.service
 
 # 3. The images.
 step "mkfs.ext4 -d ($root_size sparse)"
-mkfs.ext4 -q -F -L labroot -U "$uuid" -d "$tree" "$out/root.img" "$root_size"
+mkfs.ext4 -q -F -L labroot -U "$uuid" -d "$tree" "$out/root.img" "$root_size" >/dev/null
 
 step "ESP with grub-mkstandalone"
 # The embedded config runs in GRUB's memdisk: without the search, configfile would look there.
+# The root disk needs a bootindex too: OVMF connects only the disks in the boot order, and
+# GRUB sees no other. Failing, it powers off rather than loop, so start.sh fails fast.
 cat >"$work/embedded.cfg" <<'EOF'
 serial --unit=0 --speed=115200
 terminal_input serial console
 terminal_output serial console
-search --no-floppy --file --set=root /.lab-root
-configfile ($root)/boot/grub/grub.cfg
+if search --no-floppy --file --set=root /.lab-root; then
+  configfile ($root)/boot/grub/grub.cfg
+fi
+echo "lab: no disk with /.lab-root found; powering off"
+sleep 3
+halt
 EOF
 grub-mkstandalone -O x86_64-efi -o "$work/BOOTX64.EFI" --fonts= --locales= --themes= \
   "boot/grub/grub.cfg=$work/embedded.cfg"
@@ -169,20 +194,46 @@ mmd -i "$out/esp.img" ::/EFI ::/EFI/BOOT
 mcopy -i "$out/esp.img" "$work/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
 cp "$OVMF_VARS" "$out/OVMF_VARS.fd"
 
+# An option ROM for the lab's GPU (QXL has none, a real card has one): an x86 image and a UEFI
+# image, both naming 1b36:0100, so ROM checks find a card a guest's OVMF could show a picture
+# from. Only the headers are real: the UEFI image says "application", which OVMF never loads.
+python3 - "$out/gpu.rom" <<'PY'
+import struct
+import sys
+
+def image(code_type, last):
+    data = bytearray(1024)
+    data[0:2] = b"\x55\xaa"
+    if code_type == 3:  # EFI: size, 0x0EF1, subsystem 10, machine x64, uncompressed, image offset
+        struct.pack_into("<HIHHH8xH", data, 2, 2, 0x0EF1, 10, 0x8664, 0, 0x40)
+    else:
+        data[2:4] = b"\x02\xcb"  # size in 512-byte units; the init entry is a far return
+    struct.pack_into("<H", data, 0x18, 0x1C)
+    struct.pack_into("<4sHHHHB3sHHBBHHH", data, 0x1C, b"PCIR", 0x1B36, 0x0100, 0, 0x1C, 3,
+                     bytes([0x00, 0x80, 0x03]), 2, 1, code_type, 0x80 if last else 0, 0, 0, 0)
+    if code_type == 0:
+        data[-1] = -sum(data) & 0xFF  # legacy images sum to zero
+    return bytes(data)
+
+with open(sys.argv[1], "wb") as rom:
+    rom.write(image(0, False) + image(3, True))
+PY
+
 # 4. The first boot: update-grub inside the VM, then poweroff ends QEMU.
 step "first boot (update-grub in the VM, at most ${firstboot_timeout}s)"
 cp "$OVMF_VARS" "$work/vars.fd"
-timeout "$firstboot_timeout" qemu-system-x86_64 -accel tcg -cpu max -machine q35 -smp 2 -m 1024 \
+bounded "$firstboot_timeout" qemu-system-x86_64 -accel tcg -cpu max -machine q35 -smp 2 -m 1024 \
   -nodefaults -display none -no-reboot -serial "file:$work/firstboot.log" \
   -drive "if=pflash,format=raw,readonly=on,file=$OVMF_CODE" \
   -drive "if=pflash,format=raw,file=$work/vars.fd" \
-  -drive "if=none,id=root,format=raw,file=$out/root.img" -device virtio-blk-pci,drive=root \
+  -drive "if=none,id=root,format=raw,file=$out/root.img" -device virtio-blk-pci,drive=root,bootindex=1 \
   -drive "if=none,id=esp,format=raw,file=$out/esp.img" -device virtio-blk-pci,drive=esp,bootindex=0 ||
   fail_log "$work/firstboot.log" "first boot failed or timed out"
 grub_cfg=$(debugfs -R 'cat /boot/grub/grub.cfg' "$out/root.img" 2>/dev/null)
-debugfs -R 'stat /var/lib/lab-firstboot.done' "$out/root.img" 2>/dev/null | grep -q '^Inode:' &&
-  grep -q 'BEGIN /etc/grub.d/10_linux' <<<"$grub_cfg" && grep -q 'intel_iommu=on' <<<"$grub_cfg" ||
+if ! debugfs -R 'stat /var/lib/lab-firstboot.done' "$out/root.img" 2>/dev/null | grep -q '^Inode:' ||
+  ! grep -q 'BEGIN /etc/grub.d/10_linux' <<<"$grub_cfg" || ! grep -q 'intel_iommu=on' <<<"$grub_cfg"; then
   fail_log "$work/firstboot.log" "update-grub did not run in the first boot"
+fi
 e2fsck -fn "$out/root.img" >/dev/null 2>&1 || lab_die "root.img fails e2fsck after the first boot"
 
 # 5. Into place: the recipe hash goes in last, so only a finished image is up to date.

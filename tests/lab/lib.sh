@@ -41,13 +41,16 @@ lab_running() {
   pid=$(cat "$PIDFILE")
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
   [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$RUN_DIR/"
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$RUN_DIR/"
 }
 
-lab_ssh() {
-  ssh -i "$LAB_KEY" -p "$(lab_port)" \
-    -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=10 \
-    -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null \
-    -o LogLevel=ERROR -o ServerAliveInterval=10 -o ServerAliveCountMax=6 \
-    root@127.0.0.1 "$@"
+# The ssh command line for the VM, as an array (so `timeout` can run it): "${LAB_SSH[@]}" CMD
+lab_ssh_init() {
+  LAB_SSH=(
+    ssh -i "$LAB_KEY" -p "$(lab_port)"
+    -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=10
+    -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null
+    -o LogLevel=ERROR -o ServerAliveInterval=10 -o ServerAliveCountMax=6
+    root@127.0.0.1
+  )
 }

@@ -48,8 +48,8 @@ def test_dirty_group_names_the_neighbours(tree):
     gpu = gpus_by_address(tree.root)["0000:03:00.0"]
     assert gpu["isolated"] is False and gpu["ready"] is False
     assert gpu["missing"] == [
-        "group 9 also holds 0000:03:00.0 [10de:2204] class 030000",
-        "group 9 also holds 0000:03:01.0 [8086:100e] class 020000"]
+        "IOMMU group 9 is shared with 0000:03:01.0 [8086:100e] class 020000: pass those through too, "
+        "move the card to another slot, or find firmware with ACS"]
 
 
 def test_iommu_off_and_unassigned_bar(tree):
@@ -90,7 +90,8 @@ def test_summary_says_what_matters(tree):
     assert "IOMMU: on (intel)" in text
     assert "GPU 0000:01:00.0 [10de:2204] class 030000" in text
     assert "BAR1: 16 GiB mem, 64-bit, prefetchable at 0x4000000000" in text
-    assert "ESXi 64bitMMIOSizeGB=32 (bars rule; count rule 32)" in text
+    assert "ESXi pciPassthru.64bitMMIOSizeGB=32 (bars rule; the count rule gives 32)" in text
+    assert "64-bit BARs total 272 MiB, under 16 GiB: no 64-bit MMIO setting needed" in text
     assert "GPU 0000:00:02.0 [8086:3e92] class 030000 (console GPU)" in text
     assert "companions: 0000:01:00.1 (snd_hda_intel)" in text
 
@@ -128,3 +129,10 @@ def test_extra_classes_count_as_gpus(tree):
     assert "0000:05:00.0" not in gpus_by_address(tree.root)
     assert "0000:05:00.0" in gpus_by_address(tree.root, classes=["03", "12"])
     assert sorted(gpus_by_address(tree.root, classes=["0302"])) == []
+
+
+def test_summary_of_a_gpu_without_64bit_bars(tree):
+    tree.iommu_unit("dmar0")
+    tree.device("0000:03:00.0", group=4, resources={0: bar_line(0xC0000000, 16 << 20, MEM32)})
+    iommu, gpus = _gpu.read_gpus(tree.root)
+    assert "  MMIO: no 64-bit BARs: no 64-bit MMIO setting needed" in _gpu.summary_lines(iommu, gpus)

@@ -99,8 +99,8 @@ def test_refuses_what_it_cannot_edit_safely(text, message):
 @pytest.mark.parametrize("value, style, expected", [
     ("a b", "double", '"a b"'), ('a "b"', "double", '"a \\"b\\""'), ("$x", "double", '"\\$x"'),
     ("a b", "single", "'a b'"), ("it's", "single", '"it\'s"'), ("quiet", "bare", "quiet"),
-    ("a b", "bare", '"a b"'), ("", "bare", ""), ("vfio-pci.ids=10de:2204,10de:1aef", "bare",
-                                                   "vfio-pci.ids=10de:2204,10de:1aef")])
+    ("a b", "bare", '"a b"'), ("", "bare", ""),
+    ("vfio-pci.ids=10de:2204,10de:1aef", "bare", "vfio-pci.ids=10de:2204,10de:1aef")])
 def test_quote(value, style, expected):
     assert _grub.quote(value, style) == expected
 

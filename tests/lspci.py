@@ -63,3 +63,26 @@ def parse(text):
         if match:
             current["iommu_group"] = int(match["group"])
     return devices
+
+
+def compare(devices, truth):
+    """Every device lspci shows, with the fields lspci shows, as the module reported it."""
+    assert sorted(devices) == sorted(truth), "device lists differ"
+    for address, seen in truth.items():
+        got = devices[address]
+        where = "%s: " % address
+        assert (got["vendor_id"], got["device_id"]) == (seen["vendor_id"], seen["device_id"]), where + "ids"
+        assert got["class"] == seen["class"], where + "class"
+        assert got["revision"] == seen["revision"], where + "revision"
+        if seen["subsystem"]:
+            assert (got["subsystem_vendor_id"], got["subsystem_device_id"]) == seen["subsystem"], where + "subsystem"
+        assert got["driver"] == seen["driver"], where + "driver"
+        if seen["iommu_group"] is not None:
+            assert got["iommu_group"] == seen["iommu_group"], where + "iommu group"
+        bars = dict((b["index"], b) for b in got["bars"])
+        assert sorted(bars) == sorted(seen["bars"]), where + "BAR indexes"
+        for index, region in seen["bars"].items():
+            for key, value in region.items():
+                assert bars[index][key] == value, where + "BAR%d %s" % (index, key)
+        if seen["rom_size_bytes"] is not None:
+            assert got["rom_size_bytes"] == seen["rom_size_bytes"], where + "ROM size"

@@ -24,8 +24,8 @@ def free_port():
 class Lab:
     """The running lab VM: ssh into it, and the inventory/env that reach it."""
 
-    def __init__(self, port):
-        self.env = {"LAB_SSH_PORT": str(port)}
+    def __init__(self, port, run_dir):
+        self.env = {"LAB_SSH_PORT": str(port), "LAB_RUN_DIR": str(run_dir)}
         self.inventory = os.path.join(REPO, "inventory", "lab.yml")
 
     def run(self, script, timeout):
@@ -39,10 +39,10 @@ class Lab:
         return proc.stdout if binary else proc.stdout.decode()
 
 
-@pytest.fixture(scope="session")
-def lab():
-    """Boot the lab VM once for the session; always stop it, also when a test fails."""
-    vm = Lab(free_port())
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A fresh lab VM for each test file (a throw-away copy of the image); always stopped after."""
+    vm = Lab(free_port(), tmp_path_factory.mktemp("lab-run"))
     try:
         vm.run("start.sh", timeout=900)
         yield vm

@@ -10,7 +10,8 @@ LAB_CACHE=$(cd "$LAB_CACHE" && pwd)
 LAB_FLAVOUR=${LAB_FLAVOUR:-grub}
 LAB_KEY=$LAB_CACHE/id_ed25519
 IMAGE_DIR=$LAB_CACHE/image-$LAB_FLAVOUR
-RUN_DIR=$LAB_CACHE/run
+# One running VM per run dir; tests give each VM its own (LAB_RUN_DIR) so they never share one.
+RUN_DIR=${LAB_RUN_DIR:-$LAB_CACHE/run}
 PIDFILE=$RUN_DIR/qemu.pid
 OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
 OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd

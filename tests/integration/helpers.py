@@ -1,40 +1,62 @@
 # Copyright: passthrough.gpu contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Run ansible for real, from the CLI as users do."""
+"""Run modules for real through ansible-playbook, as users do."""
 
 import json
 import os
 import subprocess
 import sys
+import tempfile
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.dirname(sys.executable)
+LAB_INVENTORY = os.path.join(REPO, "inventory", "lab.yml")
 
 
 def ansible_env(**extra):
     env = dict(os.environ)
     env.update({
         "ANSIBLE_CONFIG": os.path.join(REPO, "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
         "PATH": BIN + os.pathsep + env.get("PATH", ""),
     })
     env.update(extra)
     return env
 
 
-def ansible_module(host, module, args="", inventory=None, env=None, timeout=600):
-    """Run ``ansible HOST -m MODULE -a ARGS`` and return that host's result (plus ``_stderr``)."""
-    argv = [os.path.join(BIN, "ansible"), host, "--one-line", "-m", module]
-    if args:
-        argv += ["-a", args]
+def run_playbook(playbook, inventory=None, env=None, extra_args=(), timeout=900):
+    """``ansible-playbook`` with the repo's config; returns the finished process."""
+    argv = [os.path.join(BIN, "ansible-playbook"), playbook] + list(extra_args)
     if inventory:
         argv += ["-i", inventory]
-    proc = subprocess.run(argv, cwd=REPO, env=ansible_env(**(env or {})), capture_output=True, text=True,
+    return subprocess.run(argv, cwd=REPO, env=ansible_env(**(env or {})), capture_output=True, text=True,
                           timeout=timeout, check=False)
-    # --one-line prints "HOST | STATUS => {json}" per host.
-    prefix = "%s | " % host
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(prefix)]
-    assert proc.returncode == 0 and lines, "ansible rc %d:\n%s\n%s" % (
-        proc.returncode, proc.stdout[:4000], proc.stderr[:4000])
-    result = json.loads(lines[0].split(" => ", 1)[1])
-    result["_stderr"] = proc.stderr  # where ansible shows the module's warnings
+
+
+def ansible_module(host, module, args=None, inventory=None, env=None, timeout=600):
+    """Run one module on one host and return its registered result, plus ``_output``.
+
+    ``_output`` is what ansible printed (warnings included), for tests of what users see.
+    """
+    with tempfile.TemporaryDirectory() as workdir:
+        result_file = os.path.join(workdir, "result.json")
+        play = [{
+            "hosts": host, "gather_facts": False,
+            "tasks": [
+                {"name": "module under test", module: args or {}, "register": "result"},
+                {"name": "keep the result", "delegate_to": "localhost",
+                 "ansible.builtin.copy": {"content": "{{ result | to_json }}", "dest": result_file}},
+            ],
+        }]
+        playbook = os.path.join(workdir, "play.yml")
+        with open(playbook, "w") as handle:
+            json.dump(play, handle)  # JSON is YAML
+        proc = run_playbook(playbook, inventory=inventory or (None if host == "localhost" else LAB_INVENTORY),
+                            env=env, timeout=timeout)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 0 and os.path.exists(result_file), "ansible-playbook rc %d:\n%s" % (
+            proc.returncode, output[-6000:])
+        with open(result_file) as handle:
+            result = json.load(handle)
+    result["_output"] = output
     return result

@@ -26,13 +26,13 @@ def host_lspci():
 
 def test_iommu_facts_on_host_copy(tmp_path):
     snapshot(tmp_path / "root")
-    result = ansible_module("localhost", "passthrough.gpu.iommu_facts", "root=%s" % (tmp_path / "root"))
+    result = ansible_module("localhost", "passthrough.gpu.iommu_facts", {"root": str(tmp_path / "root")})
     lspci.compare(result["ansible_facts"]["passthrough_iommu"]["devices"], host_lspci())
 
 
 def test_gpu_facts_on_host_copy(tmp_path):
     snapshot(tmp_path / "root")
-    result = ansible_module("localhost", "passthrough.gpu.gpu_facts", "root=%s" % (tmp_path / "root"))
+    result = ansible_module("localhost", "passthrough.gpu.gpu_facts", {"root": str(tmp_path / "root")})
     gpus = result["ansible_facts"]["passthrough_gpus"]
     truth = dict((a, d) for a, d in host_lspci().items() if d["class"].startswith("03"))
     lspci.compare(dict((g["address"], g) for g in gpus), truth)

@@ -38,14 +38,12 @@ def truth(lab):
 
 @pytest.fixture(scope="module")
 def iommu(lab):
-    return ansible_module("lab", "passthrough.gpu.iommu_facts", inventory=lab.inventory,
-                          env=lab.env)["ansible_facts"]["passthrough_iommu"]
+    return ansible_module("lab", "passthrough.gpu.iommu_facts", env=lab.env)["ansible_facts"]["passthrough_iommu"]
 
 
 @pytest.fixture(scope="module")
 def gpus(lab):
-    return ansible_module("lab", "passthrough.gpu.gpu_facts", "check_rom=true",
-                          inventory=lab.inventory, env=lab.env)
+    return ansible_module("lab", "passthrough.gpu.gpu_facts", {"check_rom": True}, env=lab.env)
 
 
 def test_devices_match_lspci(iommu, truth):
@@ -117,7 +115,7 @@ def test_roms_as_the_vm_reads_them(lab, gpus):
             assert gpu["rom"]["has_uefi"] is None and "cannot read the ROM" in gpu["rom"]["error"]
         seen.add(gpu["rom"]["has_uefi"])
     assert seen == {True, False, None}, "the lab has a UEFI ROM, a legacy-only ROM and an unreadable one"
-    assert "cannot read the ROM of 0000:00:01.0" in gpus["_stderr"]
+    assert "cannot read the ROM of 0000:00:01.0" in gpus["_output"]
 
 
 def test_copy_of_the_lab_sysfs_gives_the_same_facts(lab, tmp_path):
@@ -126,7 +124,7 @@ def test_copy_of_the_lab_sysfs_gives_the_same_facts(lab, tmp_path):
     data = lab.ssh("cat /tmp/lab-sysfs.tar", binary=True)
     (tmp_path / "root").mkdir()
     subprocess.run(["tar", "-C", str(tmp_path / "root"), "-xf", "-"], input=data, check=True)
-    copy = ansible_module("localhost", "passthrough.gpu.gpu_facts", "root=%s" % (tmp_path / "root"))
-    live = ansible_module("lab", "passthrough.gpu.gpu_facts", inventory=lab.inventory, env=lab.env)
+    copy = ansible_module("localhost", "passthrough.gpu.gpu_facts", {"root": str(tmp_path / "root")})
+    live = ansible_module("lab", "passthrough.gpu.gpu_facts", env=lab.env)
     assert copy["ansible_facts"]["passthrough_gpus"] == live["ansible_facts"]["passthrough_gpus"]
     assert copy["summary"] == live["summary"]

@@ -10,7 +10,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: all deps link unit sanity lab-image lab-up lab-down integration test test-fast demo clean
+.PHONY: all deps link unit sanity lab-image lab-up lab-down integration molecule test test-fast demo clean
 
 all: test
 
@@ -31,8 +31,11 @@ unit: deps
 sanity: deps
 	bash tools/sanity.sh
 
+# Both lab flavours (grub: the default; systemd-boot: tests/lab/README.md); each is rebuilt only
+# when its recipe changes, and the second shares the first's debootstrapped base.
 lab-image: deps
 	bash tests/lab/build-image.sh
+	LAB_FLAVOUR=systemd-boot bash tests/lab/build-image.sh
 
 lab-up: lab-image
 	bash tests/lab/start.sh
@@ -42,6 +45,11 @@ lab-down:
 
 integration: lab-image
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+# The molecule scenarios alone (make test runs them too, through tests/integration/test_molecule.py).
+# Run from the root: molecule takes a collection's scenarios from extensions/molecule/.
+molecule: lab-image
+	env -u ANSIBLE_CONFIG $(BIN)/molecule test
 
 # Fast loop for development: no sanity, no lab.
 test-fast: unit

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(
-  qemu-system-x86 qemu-utils ovmf debootstrap e2fsprogs dosfstools mtools
+  qemu-system-x86 qemu-utils ovmf debootstrap e2fsprogs dosfstools mtools fdisk
   grub-efi-amd64-bin openssh-client pciutils shellcheck
 )
 missing=()

@@ -12,3 +12,9 @@ __metaclass__ = type
 def root_argument_spec():
     """Documented by the C(passthrough.gpu._root) doc fragment."""
     return {"root": {"type": "path", "default": "/"}}
+
+
+def bootloader_argument_spec():
+    """Documented by the C(passthrough.gpu._bootloader) doc fragment."""
+    return {"bootloader": {"type": "str", "default": "auto",
+                           "choices": ["auto", "grub", "systemd_boot", "proxmox_boot_tool", "grubby", "kernelstub"]}}

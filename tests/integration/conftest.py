@@ -24,8 +24,10 @@ def free_port():
 class Lab:
     """The running lab VM: ssh into it, and the inventory/env that reach it."""
 
-    def __init__(self, port, run_dir):
-        self.env = {"LAB_SSH_PORT": str(port), "LAB_RUN_DIR": str(run_dir)}
+    def __init__(self, port, run_dir, flavour="grub", memory=None):
+        self.env = {"LAB_SSH_PORT": str(port), "LAB_RUN_DIR": str(run_dir), "LAB_FLAVOUR": flavour}
+        if memory:
+            self.env["LAB_MEMORY"] = str(memory)
         self.inventory = os.path.join(REPO, "inventory", "lab.yml")
 
     def run(self, script, timeout):
@@ -40,9 +42,14 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """A fresh lab VM for each test file (a throw-away copy of the image); always stopped after."""
-    vm = Lab(free_port(), tmp_path_factory.mktemp("lab-run"))
+def lab(request, tmp_path_factory):
+    """A fresh lab VM for each test file (a throw-away copy of the image); always stopped after.
+
+    A test file may set LAB_FLAVOUR ("grub", "systemd-boot") and LAB_MEMORY (MiB) for its VM.
+    """
+    vm = Lab(free_port(), tmp_path_factory.mktemp("lab-run"),
+             flavour=getattr(request.module, "LAB_FLAVOUR", "grub"),
+             memory=getattr(request.module, "LAB_MEMORY", None))
     try:
         vm.run("start.sh", timeout=900)
         yield vm

@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
-# Build the lab VM image: Debian 12 with GRUB on UEFI, from Debian packages only, with no mount
-# or loop device for the image (debootstrap, files written into the tree, mkfs.ext4 -d, a FAT
-# ESP made with mtools), then one boot of the image in which update-grub writes the real
-# /boot/grub/grub.cfg. Rebuilt only when this recipe changes.
+# Build a lab VM image: Debian 12 on UEFI, from Debian packages only, with no mount or loop
+# device for the image (debootstrap, files written into the tree, mkfs.ext4 -d, a FAT ESP made
+# with mtools). What differs per boot loader lives in flavour-$LAB_FLAVOUR.sh: grub (GRUB +
+# update-grub in a first boot of the image) or systemd-boot (bootctl + kernel-install with
+# /etc/kernel/cmdline). Both flavours share the debootstrapped base tarball and the .deb cache,
+# and carry dracut's .debs (not installed) in /var/cache/lab-debs/dracut/. An image is rebuilt
+# only when its recipe (this file, lib.sh, its flavour file, the key, the mirror) changes.
 #
-# Environment: LAB_CACHE (default .cache/lab), LAB_FLAVOUR (grub), LAB_MIRROR (Debian mirror),
-# LAB_FIRSTBOOT_TIMEOUT (seconds for the update-grub boot, default 900).
+# Environment: LAB_CACHE (default .cache/lab), LAB_FLAVOUR (grub | systemd-boot), LAB_MIRROR
+# (Debian mirror), LAB_FIRSTBOOT_TIMEOUT (seconds for a first boot, default 900).
 set -euo pipefail
 # shellcheck source=tests/lab/lib.sh
 source "$(dirname "$0")/lib.sh"
+flavour_file=$LAB_DIR/flavour-$LAB_FLAVOUR.sh
+# What a flavour file may set (besides its flavour_configure, flavour_esp and flavour_finish).
+flavour_install=() flavour_purge=() flavour_tools=()
+# shellcheck source=tests/lab/flavour-grub.sh
+source "$flavour_file"
 
 start=$SECONDS
 mirror=${LAB_MIRROR:-http://deb.debian.org/debian}
 suite=bookworm
 packages=linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,dbus,openssh-server,python3,pciutils,iproute2,procps,netbase,grub-efi-amd64-bin,grub2-common
 root_size=3G
-esp_kib=65536
 firstboot_timeout=${LAB_FIRSTBOOT_TIMEOUT:-900}
 
-for tool in debootstrap mkfs.ext4 debugfs mkfs.vfat mmd mcopy grub-mkstandalone qemu-system-x86_64 ssh-keygen; do
+for tool in debootstrap mkfs.ext4 debugfs mkfs.vfat mmd mcopy mtype mdir qemu-system-x86_64 ssh-keygen "${flavour_tools[@]}"; do
   command -v "$tool" >/dev/null || lab_die "$tool is missing: run tools/bootstrap.sh"
 done
 for f in "$OVMF_CODE" "$OVMF_VARS"; do
@@ -33,7 +40,7 @@ flock -w 3600 9 || lab_die "another build holds $LAB_CACHE/.build.lock"
 [ -s "$LAB_KEY" ] || ssh-keygen -q -t ed25519 -N '' -C lab -f "$LAB_KEY"
 
 recipe=$( {
-  cat "$LAB_DIR/build-image.sh" "$LAB_DIR/lib.sh" "$LAB_KEY.pub"
+  cat "$LAB_DIR/build-image.sh" "$LAB_DIR/lib.sh" "$flavour_file" "$LAB_KEY.pub"
   echo "$LAB_FLAVOUR $mirror"
 } | sha256sum | cut -d' ' -f1)
 if [ -f "$IMAGE_DIR/recipe.sha256" ] && [ "$(cat "$IMAGE_DIR/recipe.sha256")" = "$recipe" ]; then
@@ -66,6 +73,18 @@ mkdir -p "$tree" "$out" "$LAB_CACHE/debs"
 
 step() { lab_log "[$((SECONDS - start))s] $*"; }
 fail_log() { tail -n 40 "$1" >&2; lab_die "$2 (log above: $1)"; }
+# Boots the images once (no network, no devices but the disks); the guest ends it by powering off.
+first_boot() {
+  step "first boot ($1, at most ${firstboot_timeout}s)"
+  cp "$OVMF_VARS" "$work/vars.fd"
+  bounded "$firstboot_timeout" qemu-system-x86_64 -accel tcg -cpu max -machine q35 -smp 2 -m 1024 \
+    -nodefaults -display none -no-reboot -serial "file:$work/firstboot.log" \
+    -drive "if=pflash,format=raw,readonly=on,file=$OVMF_CODE" \
+    -drive "if=pflash,format=raw,file=$work/vars.fd" \
+    -drive "if=none,id=root,format=raw,file=$out/root.img" -device virtio-blk-pci,drive=root,bootindex=1 \
+    -drive "if=none,id=esp,format=raw,file=$out/esp.img" -device virtio-blk-pci,drive=esp,bootindex=0 ||
+    fail_log "$work/firstboot.log" "first boot failed or timed out"
+}
 
 # 1. The debootstrapped tree, kept as a tarball keyed by what debootstrap was asked, so a change
 #    further down the recipe costs no debootstrap; its .debs stay in debs/ for a changed package list.
@@ -87,12 +106,49 @@ else
   tar --numeric-owner --xattrs -C "$tree" -xf "$base"
 fi
 
-# 2. Configuration, written straight into the tree.
+# Runs a script (stdin) as root in the tree, with /proc mounted in a private mount namespace that
+# vanishes with it, like debootstrap's; the output goes to $work/in-tree.log.
+in_tree() {
+  local what=$1
+  step "in the tree: $what"
+  cat >"$tree/tmp/lab-step.sh"
+  # shellcheck disable=SC2016  # $1 is expanded by that sh
+  bounded 1800 unshare --mount --propagation private -- \
+    sh -c 'mount -t proc proc "$1/proc" && exec chroot "$1" /bin/bash -euo pipefail /tmp/lab-step.sh' sh "$tree" \
+    >>"$work/in-tree.log" 2>&1 || fail_log "$work/in-tree.log" "in the tree: $what failed"
+  rm -f "$tree/tmp/lab-step.sh"
+}
+
+# 2. Packages on top of the shared base, by apt in the tree (with the lists debootstrap left, the
+#    host's DNS, and debs/ as apt's archive, so a rebuild downloads nothing it already has): the
+#    flavour's own, and dracut's .debs with whatever they need that the image lacks, downloaded
+#    only: dracut conflicts with initramfs-tools (the default), and tests install it offline.
+cp /etc/resolv.conf "$tree/etc/resolv.conf"   # replaced by QEMU's below
+find "$LAB_CACHE/debs" -maxdepth 1 -name '*.deb' -exec cp -l -t "$tree/var/cache/apt/archives/" {} +
+in_tree "apt: install '${flavour_install[*]}', purge '${flavour_purge[*]}', download dracut" <<EOF
+export DEBIAN_FRONTEND=noninteractive
+apt_get() { apt-get -q -y -o APT::Sandbox::User=root --no-install-recommends "\$@"; }
+if [ -n "${flavour_purge[*]}" ]; then apt_get purge ${flavour_purge[*]}; fi
+if [ -n "${flavour_install[*]}" ]; then apt_get install ${flavour_install[*]}; fi
+mkdir -p /var/cache/lab-debs/dracut
+apt_get install --download-only dracut
+# The packages an offline install would add (epochs' colons are %3a in .deb names).
+apt_get install -s dracut | sed -n 's/^Inst \([^ ]*\) (\([^ ]*\) .*/\1 \2/p' |
+  while read -r name version; do
+    cp -l /var/cache/apt/archives/"\${name}_\${version//:/%3a}"_*.deb /var/cache/lab-debs/dracut/
+  done
+ls /var/cache/lab-debs/dracut/dracut_*.deb /var/cache/lab-debs/dracut/dracut-core_*.deb
+EOF
+find "$tree/var/cache/apt/archives" -maxdepth 1 -name '*.deb' -exec cp -ln -t "$LAB_CACHE/debs/" {} +
+rm -f "$tree"/var/cache/apt/archives/*.deb "$tree"/var/cache/apt/*.bin
+
+# 3. Configuration, written straight into the tree.
 step "configuring the tree"
 uuid=$(cat /proc/sys/kernel/random/uuid)
 esp_id=1AB2C3D4   # FAT volume id: udev names the ESP by-uuid/1AB2-C3D4 (upper case)
 kernel=$(cd "$tree/boot" && ls vmlinuz-*)
-initrd=initrd.img-${kernel#vmlinuz-}
+kver=${kernel#vmlinuz-}
+initrd=initrd.img-$kver
 [ -f "$tree/boot/$initrd" ] || lab_die "no $initrd in the tree"
 
 echo lab >"$tree/etc/hostname"
@@ -104,8 +160,6 @@ UUID=$uuid / ext4 errors=remount-ro 0 1
 UUID=${esp_id:0:4}-${esp_id:4:4} /boot/efi vfat umask=0077,nofail 0 2
 EOF
 mkdir -p "$tree/boot/efi"
-# The marker the ESP's GRUB searches for to find this filesystem.
-echo "lab root filesystem $uuid" >"$tree/.lab-root"
 
 # Only the user-mode NIC (virtio) gets DHCP; the other NICs stay unconfigured like spare ports.
 cat >"$tree/etc/systemd/network/10-lab.network" <<'EOF'
@@ -128,70 +182,12 @@ EOF
 install -d -m 700 "$tree/root/.ssh"
 install -m 600 "$LAB_KEY.pub" "$tree/root/.ssh/authorized_keys"
 
-# /etc/default/grub as Debian ships it, with the lab's values: kernel args that modules may edit
-# go in GRUB_CMDLINE_LINUX_DEFAULT (no "quiet"), the serial console stays in GRUB_CMDLINE_LINUX.
-cp "$tree/usr/share/grub/default/grub" "$tree/etc/default/grub"
-sed -i -e 's/^GRUB_TIMEOUT=.*/GRUB_TIMEOUT=0/' \
-  -e 's/^GRUB_CMDLINE_LINUX_DEFAULT=.*/GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on"/' \
-  -e 's/^GRUB_CMDLINE_LINUX=.*/GRUB_CMDLINE_LINUX="console=ttyS0,115200"/' \
-  -e 's/^#\?GRUB_TERMINAL=.*/GRUB_TERMINAL="serial console"/' "$tree/etc/default/grub"
-echo 'GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"' >>"$tree/etc/default/grub"
-grep -q '^GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on"$' "$tree/etc/default/grub" ||
-  lab_die "/etc/default/grub template changed: GRUB_CMDLINE_LINUX_DEFAULT not set"
+flavour_configure
 
-# grub-mkconfig cannot probe the root device from a chroot, so the first boot uses this
-# stand-in, and a one-shot unit runs the real update-grub and powers off.
-mkdir -p "$tree/boot/grub"
-cat >"$tree/boot/grub/grub.cfg" <<EOF
-# Stand-in for the first boot only; update-grub replaces it (tests/lab/build-image.sh).
-set timeout=0
-menuentry 'lab first boot' {
-  search --no-floppy --fs-uuid --set=root $uuid
-  linux /boot/$kernel root=UUID=$uuid ro console=ttyS0,115200
-  initrd /boot/$initrd
-}
-EOF
-cat >"$tree/etc/systemd/system/lab-firstboot.service" <<'EOF'
-[Unit]
-Description=Lab image first boot: update-grub, then power off
-ConditionPathExists=!/var/lib/lab-firstboot.done
-After=local-fs.target
-
-[Service]
-Type=oneshot
-ExecStart=/usr/sbin/update-grub
-ExecStart=/usr/bin/touch /var/lib/lab-firstboot.done
-ExecStart=/usr/bin/systemctl --no-block poweroff
-
-[Install]
-WantedBy=multi-user.target
-EOF
-chroot "$tree" systemctl -q enable lab-firstboot.service
-
-# 3. The images.
+# 4. The images: the ESP first (a flavour may move files from the tree onto it), then the root.
+flavour_esp
 step "mkfs.ext4 -d ($root_size sparse)"
 mkfs.ext4 -q -F -L labroot -U "$uuid" -d "$tree" "$out/root.img" "$root_size" >/dev/null
-
-step "ESP with grub-mkstandalone"
-# The embedded config runs in GRUB's memdisk: without the search, configfile would look there.
-# The root disk needs a bootindex too: OVMF connects only the disks in the boot order, and
-# GRUB sees no other. Failing, it powers off rather than loop, so start.sh fails fast.
-cat >"$work/embedded.cfg" <<'EOF'
-serial --unit=0 --speed=115200
-terminal_input serial console
-terminal_output serial console
-if search --no-floppy --file --set=root /.lab-root; then
-  configfile ($root)/boot/grub/grub.cfg
-fi
-echo "lab: no disk with /.lab-root found; powering off"
-sleep 3
-halt
-EOF
-grub-mkstandalone -O x86_64-efi -o "$work/BOOTX64.EFI" --fonts= --locales= --themes= \
-  "boot/grub/grub.cfg=$work/embedded.cfg"
-mkfs.vfat -C -F 32 -n LABESP -i "$esp_id" "$out/esp.img" "$esp_kib" >/dev/null
-mmd -i "$out/esp.img" ::/EFI ::/EFI/BOOT
-mcopy -i "$out/esp.img" "$work/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
 cp "$OVMF_VARS" "$out/OVMF_VARS.fd"
 
 # An option ROM for the lab's GPU (QXL has none, a real card has one): an x86 image and a UEFI
@@ -219,24 +215,10 @@ with open(sys.argv[1], "wb") as rom:
     rom.write(image(0, False) + image(3, True))
 PY
 
-# 4. The first boot: update-grub inside the VM, then poweroff ends QEMU.
-step "first boot (update-grub in the VM, at most ${firstboot_timeout}s)"
-cp "$OVMF_VARS" "$work/vars.fd"
-bounded "$firstboot_timeout" qemu-system-x86_64 -accel tcg -cpu max -machine q35 -smp 2 -m 1024 \
-  -nodefaults -display none -no-reboot -serial "file:$work/firstboot.log" \
-  -drive "if=pflash,format=raw,readonly=on,file=$OVMF_CODE" \
-  -drive "if=pflash,format=raw,file=$work/vars.fd" \
-  -drive "if=none,id=root,format=raw,file=$out/root.img" -device virtio-blk-pci,drive=root,bootindex=1 \
-  -drive "if=none,id=esp,format=raw,file=$out/esp.img" -device virtio-blk-pci,drive=esp,bootindex=0 ||
-  fail_log "$work/firstboot.log" "first boot failed or timed out"
-grub_cfg=$(debugfs -R 'cat /boot/grub/grub.cfg' "$out/root.img" 2>/dev/null)
-if ! debugfs -R 'stat /var/lib/lab-firstboot.done' "$out/root.img" 2>/dev/null | grep -q '^Inode:' ||
-  ! grep -q 'BEGIN /etc/grub.d/10_linux' <<<"$grub_cfg" || ! grep -q 'intel_iommu=on' <<<"$grub_cfg"; then
-  fail_log "$work/firstboot.log" "update-grub did not run in the first boot"
-fi
-e2fsck -fn "$out/root.img" >/dev/null 2>&1 || lab_die "root.img fails e2fsck after the first boot"
+# 5. What the flavour still does on the images (a first boot) and checks.
+flavour_finish
 
-# 5. Into place: the recipe hash goes in last, so only a finished image is up to date.
+# 6. Into place: the recipe hash goes in last, so only a finished image is up to date.
 echo "$recipe" >"$out/recipe.sha256"
 rm -rf "$IMAGE_DIR.old"
 if [ -d "$IMAGE_DIR" ]; then mv "$IMAGE_DIR" "$IMAGE_DIR.old"; fi

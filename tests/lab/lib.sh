@@ -16,10 +16,10 @@ PIDFILE=$RUN_DIR/qemu.pid
 OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
 OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
 
-# A second flavour (systemd-boot) adds its name here and its branches in build-image.sh.
+# The boot loader of the image; each has its part of the recipe in flavour-<name>.sh.
 case "$LAB_FLAVOUR" in
-  grub) ;;
-  *) echo "lab: unknown LAB_FLAVOUR '$LAB_FLAVOUR' (known: grub)" >&2; exit 2 ;;
+  grub | systemd-boot) ;;
+  *) echo "lab: unknown LAB_FLAVOUR '$LAB_FLAVOUR' (known: grub, systemd-boot)" >&2; exit 2 ;;
 esac
 
 lab_log() { echo "lab: $*" >&2; }

@@ -99,3 +99,120 @@ class SysfsTree:
         self.device("0000:00:17.0", vendor="8086", device="a352", klass="010601", driver="ahci",
                     group=3, resources={5: bar_line(0xA1233000, 2 << 10, MEM32)})
         return self
+
+    def lab(self):
+        """The lab VM's layout (tests/lab/README.md): console VGA, an isolated GPU + audio
+        (group 8) and a group shared behind a PCI bridge (group 9)."""
+        self.iommu_unit("dmar0")
+        self.cmdline("BOOT_IMAGE=/boot/vmlinuz-6.1.0-50-amd64 ro console=ttyS0,115200 intel_iommu=on")
+        self.write("proc/sys/kernel/osrelease", "6.1.0-50-amd64\n")
+        self.device("0000:00:00.0", vendor="8086", device="29c0", klass="060000", group=0)
+        self.device("0000:00:01.0", vendor="1234", device="1111", klass="030000", driver="bochs-drm",
+                    group=1, boot_vga=True)
+        self.device("0000:00:02.0", vendor="1b36", device="000c", klass="060400", driver="pcieport", group=2)
+        self.device("0000:01:00.0", vendor="1b36", device="0100", klass="038000", driver="qxl", group=8,
+                    parents=["0000:00:02.0"], boot_vga=False,
+                    resources={4: bar_line(0xE000000000, 16 << 30, MEM64_PREF)})
+        self.device("0000:01:00.1", vendor="8086", device="293e", klass="040300", driver="snd_hda_intel",
+                    group=8, parents=["0000:00:02.0"])
+        self.device("0000:00:03.0", vendor="1b36", device="000c", klass="060400", driver="pcieport", group=3)
+        self.device("0000:02:00.0", vendor="1b36", device="000e", klass="060400", group=9,
+                    parents=["0000:00:03.0"])
+        self.device("0000:03:01.0", vendor="1234", device="1111", klass="038000", driver="bochs-drm",
+                    group=9, parents=["0000:00:03.0", "0000:02:00.0"], boot_vga=False)
+        self.device("0000:03:02.0", vendor="8086", device="100e", klass="020000", driver="e1000",
+                    group=9, parents=["0000:00:03.0", "0000:02:00.0"])
+        return self
+
+
+class FakeKernel:
+    """A Host for _vfio/_vfio_runtime that acts on a SysfsTree the way the kernel would.
+
+    ``native`` maps an address to the driver its IDs match; ``refuse`` holds (address, driver)
+    pairs whose probe fails; ``loaded`` are the drivers registered now. Every write and command
+    is recorded in order.
+    """
+
+    def __init__(self, tree, native, loaded=(), refuse=(), rebuild_rc=0):
+        self.tree = tree
+        self.native = dict(native)
+        self.refuse = set(refuse)
+        self.rebuild_rc = rebuild_rc
+        self.writes = []
+        self.commands = []
+        self.sleeps = 0
+        self.mover = None
+        for driver in loaded:
+            self.load(driver)
+        for address in os.listdir(tree.path("sys/bus/pci/devices")):
+            self.tree.write("sys/bus/pci/devices/%s/driver_override" % address, "(null)\n")
+
+    def load(self, driver):
+        module = driver.replace("-", "_")
+        os.makedirs(self.tree.path("sys/bus/pci/drivers", driver), exist_ok=True)
+        os.makedirs(self.tree.path("sys/module", module, "drivers", "pci:" + driver), exist_ok=True)
+
+    def _dev(self, address, *rest):
+        return self.tree.path("sys/bus/pci/devices", address, *rest)
+
+    def driver(self, address):
+        try:
+            return os.path.basename(os.readlink(self._dev(address, "driver")))
+        except OSError:
+            return None
+
+    def write(self, path, value):
+        rel = os.path.relpath(path, self.tree.root)
+        self.writes.append((rel, value))
+        parts = rel.split("/")
+        if rel == "sys/bus/pci/drivers_probe":
+            self.probe(value)
+        elif parts[-1] == "driver_override":
+            with open(path, "w") as handle:
+                handle.write((value.strip() or "(null)") + "\n")
+        elif parts[-2:] == ["driver", "unbind"]:
+            address = parts[4]
+            if value != address or self.driver(address) is None:
+                raise OSError(19, "No such device")
+            os.unlink(self._dev(address, "driver"))
+        else:
+            raise OSError(13, "Permission denied")
+        self.update_groups()
+
+    def probe(self, address):
+        if self.driver(address):
+            return
+        with open(self._dev(address, "driver_override")) as handle:
+            override = handle.read().strip()
+        driver = override if override != "(null)" else self.native.get(address)
+        if driver and os.path.isdir(self.tree.path("sys/bus/pci/drivers", driver)) \
+                and (address, driver) not in self.refuse:
+            os.symlink(self.tree.path("sys/bus/pci/drivers", driver), self._dev(address, "driver"))
+
+    def update_groups(self):
+        groups = self.tree.path("sys/kernel/iommu_groups")
+        for group in os.listdir(groups):
+            members = os.listdir(os.path.join(groups, group, "devices"))
+            node = self.tree.path("dev/vfio", group)
+            if any(self.driver(m) == "vfio-pci" for m in members):
+                os.makedirs(os.path.dirname(node), exist_ok=True)
+                if not os.path.exists(node):
+                    open(node, "w").close()
+            elif os.path.exists(node):
+                os.unlink(node)
+
+    def run(self, argv, environ_update=None):
+        self.commands.append(list(argv))
+        name = os.path.basename(argv[0])
+        if name == "modprobe":
+            self.load({"vfio-pci": "vfio-pci"}.get(argv[1], argv[1]))
+            return 0, "", ""
+        if self.rebuild_rc:
+            return self.rebuild_rc, "", "E: %s failed: no space left on device" % name
+        return 0, "", ""
+
+    def which(self, name):
+        return "/usr/sbin/" + name
+
+    def sleep(self, seconds):
+        self.sleeps += 1

@@ -68,7 +68,8 @@ def _read(path, default=None):
         return default
 
 
-def _link_name(path):
+def link_name(path):
+    """Name a sysfs link points to (a driver, a group), or None when there is no link."""
     try:
         return os.path.basename(os.readlink(path))
     except (IOError, OSError):
@@ -176,8 +177,8 @@ def read_device(root, address):
         "subsystem_device_id": _hex_id(_read(os.path.join(base, "subsystem_device")), 4),
         "class": klass,
         "revision": _hex_id(_read(os.path.join(base, "revision")), 2),
-        "driver": _link_name(os.path.join(base, "driver")),
-        "iommu_group": _int_or_none(_link_name(os.path.join(base, "iommu_group"))),
+        "driver": link_name(os.path.join(base, "driver")),
+        "iommu_group": _int_or_none(link_name(os.path.join(base, "iommu_group"))),
         "bars": bars,
         "rom_size_bytes": rom_size,
         "boot_vga": None if boot_vga is None else boot_vga == "1",

@@ -192,7 +192,7 @@ def native_module(root, device, records):
     """The host module of a device: its driver's module, else our record, else modules.alias."""
     base = os.path.join(root, _pci.PCI_DEVICES, device["address"])
     if device["driver"] and device["driver"] != VFIO:
-        linked = _runtime._link_name(os.path.join(base, "driver", "module"))  # pylint: disable=protected-access
+        linked = _pci.link_name(os.path.join(base, "driver", "module"))
         return linked or device["driver"].replace("-", "_")
     record = records.get(device["address"])
     if record and record["module"] != "-":

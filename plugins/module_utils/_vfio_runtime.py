@@ -14,6 +14,8 @@ from __future__ import absolute_import, division, print_function
 
 import os
 
+from ansible_collections.passthrough.gpu.plugins.module_utils import _pci
+
 __metaclass__ = type
 
 VFIO = "vfio-pci"
@@ -32,15 +34,8 @@ class RuntimeBindError(Exception):
     """Binding on the running kernel failed (after putting back what could be put back)."""
 
 
-def _link_name(path):
-    try:
-        return os.path.basename(os.readlink(path))
-    except (IOError, OSError):
-        return None
-
-
 def driver_of(root, address):
-    return _link_name(os.path.join(root, DEVICES, address, "driver"))
+    return _pci.link_name(os.path.join(root, DEVICES, address, "driver"))
 
 
 def override_of(root, address):

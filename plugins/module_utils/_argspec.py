@@ -6,7 +6,14 @@
 
 from __future__ import absolute_import, division, print_function
 
+import os
+
 __metaclass__ = type
+
+
+def root_is_live(root):
+    """Whether ``root`` is this host's own ``/``: only then may modules touch the running kernel."""
+    return os.path.realpath(root or "/") == "/"
 
 
 def root_argument_spec():

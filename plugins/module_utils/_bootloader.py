@@ -18,7 +18,7 @@ import glob
 import json
 import os
 
-from ansible_collections.passthrough.gpu.plugins.module_utils import _cmdline, _files, _grub
+from ansible_collections.passthrough.gpu.plugins.module_utils import _argspec, _cmdline, _files, _grub
 
 __metaclass__ = type
 
@@ -143,11 +143,6 @@ def satisfied(cmdline, args, state):
     return True
 
 
-def is_live(root):
-    """Whether ``root`` is this host's own root, where commands may run."""
-    return os.path.realpath(root or "/") == "/"
-
-
 def read_cmdline(root):
     text = _read(root, "proc/cmdline")
     return text.strip() if text is not None else None
@@ -156,7 +151,7 @@ def read_cmdline(root):
 def plan_kernel_args(root, args, state="present", bootloader="auto", query=None, live=None):
     """A ``Plan`` for ``args`` present/absent; reads only.
 
-    ``query(argv) -> stdout`` asks grubby on a live root (``live`` defaults to ``is_live(root)``).
+    ``query(argv) -> stdout`` asks grubby on a live root (``live`` defaults to ``_argspec.root_is_live(root)``).
     """
     try:
         _cmdline.validate(args)
@@ -169,7 +164,7 @@ def plan_kernel_args(root, args, state="present", bootloader="auto", query=None,
     if bootloader not in BOOTLOADERS:
         raise BootloaderError("unknown bootloader %r; one of: auto, %s" % (bootloader, ", ".join(BOOTLOADERS)))
     plan = Plan(root, bootloader, args, state)
-    plan.live = is_live(root) if live is None else live
+    plan.live = _argspec.root_is_live(root) if live is None else live
     plan.cmdline_current = read_cmdline(root)
     try:
         PLANNERS[bootloader](plan, query)

@@ -16,7 +16,7 @@ import os
 import re
 import time
 
-from ansible_collections.passthrough.gpu.plugins.module_utils import _files, _initramfs, _pci
+from ansible_collections.passthrough.gpu.plugins.module_utils import _argspec, _files, _initramfs, _pci
 from ansible_collections.passthrough.gpu.plugins.module_utils import _vfio_runtime as _runtime
 
 __metaclass__ = type
@@ -284,14 +284,9 @@ def run(params, host, check_mode):
         raise VfioError(str(exc))
 
 
-def is_live(root):
-    """Only the machine's own root (/) is the running kernel's."""
-    return os.path.realpath(root) == "/"
-
-
 def _run(params, host, check_mode):
     root = params["root"]
-    live = is_live(root)
+    live = _argspec.root_is_live(root)
     _check_blacklist(params["blacklist"])
     iommu = _pci.read_iommu(root)
     devices = iommu["devices"]

@@ -199,7 +199,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     root = module.params["root"]
     check_rom = module.params["check_rom"]
-    if check_rom and (os.path.realpath(root) != "/" or os.geteuid() != 0):
+    if check_rom and (not _argspec.root_is_live(root) or os.geteuid() != 0):
         module.warn("check_rom needs root=/ and root privileges; option ROMs were not read")
         check_rom = False
     try:

@@ -200,7 +200,7 @@ from ansible_collections.passthrough.gpu.plugins.module_utils import _argspec, _
 def ensure_hugepages(module):
     params = module.params
     root, size, nodes = params["root"], params["size"], params["nodes"] or []
-    live = _bootloader.is_live(root)
+    live = _argspec.root_is_live(root)
     count = _hugepages.page_count(size, params["count"], params["memory"])
     _hugepages.validate(root, size, count, nodes)
     mount_path = None

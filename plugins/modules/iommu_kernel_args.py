@@ -161,7 +161,7 @@ from ansible_collections.passthrough.gpu.plugins.module_utils import _argspec, _
 
 def ensure_kernel_args(module):
     params = module.params
-    live = _bootloader.is_live(params["root"])
+    live = _argspec.root_is_live(params["root"])
     run, query, resolve = _bootloader.module_runner(module, live)
     args = _bootloader.merge_iommu_args(params["root"], params["args"], params["iommu"], params["state"])
     if not args:

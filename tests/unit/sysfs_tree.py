@@ -35,6 +35,14 @@ class SysfsTree:
         os.makedirs(os.path.dirname(full), exist_ok=True)
         os.symlink(target, full)
 
+    def files_state(self, *rels):
+        """``{rel: (text, mtime_ns) or None}``: what check-mode tests compare before and after."""
+        state = {}
+        for rel in rels:
+            path = self.path(rel)
+            state[rel] = (open(path).read(), os.stat(path).st_mtime_ns) if os.path.exists(path) else None
+        return state
+
     def cmdline(self, text):
         self.write("proc/cmdline", text + "\n")
 

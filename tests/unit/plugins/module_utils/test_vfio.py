@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from ansible_collections.passthrough.gpu.plugins.module_utils import _files, _pci, _vfio
+from ansible_collections.passthrough.gpu.plugins.module_utils import _argspec, _files, _pci, _vfio
 from ansible_collections.passthrough.gpu.plugins.module_utils import _vfio_runtime as _runtime
 
 from sysfs_tree import FakeKernel
@@ -245,15 +245,11 @@ def test_unbind_loads_the_host_module(lab):
 @pytest.fixture
 def live(monkeypatch):
     """Run as if root were / (the tree stands in for the machine)."""
-    monkeypatch.setattr(_vfio, "is_live", lambda root: True)
+    monkeypatch.setattr(_argspec, "root_is_live", lambda root: True)
 
 
 def snapshot(tree):
-    result = {}
-    for rel in (CONF, MODULES):
-        path = tree.path(rel)
-        result[rel] = (open(path).read(), os.stat(path).st_mtime_ns) if os.path.exists(path) else None
-    return result
+    return tree.files_state(CONF, MODULES)
 
 
 def test_run_bound_then_idempotent_then_unbound(lab, live):

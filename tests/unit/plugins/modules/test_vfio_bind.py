@@ -18,11 +18,7 @@ def lab_root(tree):
 
 
 def state(tree):
-    out = {}
-    for rel in (CONF, MODULES):
-        path = tree.path(rel)
-        out[rel] = (open(path).read(), os.stat(path).st_mtime_ns) if os.path.exists(path) else None
-    return out
+    return tree.files_state(CONF, MODULES)
 
 
 def test_check_apply_check_apply(tree, run_module):

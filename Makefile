@@ -10,7 +10,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: all deps link unit sanity lab-image lab-up lab-down integration integration-slow molecule test test-fast demo clean
+.PHONY: all deps link unit sanity lab-image lab-up lab-down integration molecule test test-fast demo clean
 
 all: test
 
@@ -65,6 +65,3 @@ clean:
 	-bash tests/lab/stop.sh
 	rm -rf .build tests/output .pytest_cache
 
-# Lab tests that rebuild the VM's initramfs (tests marked slow_initramfs in pytest.ini): 30+ min.
-integration-slow: lab-image
-	$(BIN)/pytest tests/integration -m slow_initramfs $(PYTEST_ARGS)

@@ -35,6 +35,25 @@ class SysfsTree:
         os.makedirs(os.path.dirname(full), exist_ok=True)
         os.symlink(target, full)
 
+    def snapshot(self):
+        """Every entry under the tree: (content or link target, mtime_ns), for check-mode tests.
+
+        Directories count by mtime (an added or removed file changes it); links are not followed.
+        """
+        state = {}
+        for directory, dirs, files in os.walk(self.root):
+            for name in dirs + files:
+                full = os.path.join(directory, name)
+                if os.path.islink(full):
+                    what = os.readlink(full)
+                elif os.path.isdir(full):
+                    what = None
+                else:
+                    with open(full, "rb") as handle:
+                        what = handle.read()
+                state[os.path.relpath(full, self.root)] = (what, os.lstat(full).st_mtime_ns)
+        return state
+
     def files_state(self, *rels):
         """``{rel: (text, mtime_ns) or None}``: what check-mode tests compare before and after."""
         state = {}

@@ -1,8 +1,6 @@
 # Copyright: passthrough.gpu contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-import os
-
 import pytest
 
 from ansible_collections.passthrough.gpu.plugins.module_utils import _pci
@@ -178,15 +176,6 @@ def test_broken_resource_names_the_device(tree):
 
 def test_reads_only(tree):
     tree.workstation()
-    before = snapshot(tree.root)
+    before = tree.snapshot()
     _pci.read_iommu(tree.root)
-    assert snapshot(tree.root) == before
-
-
-def snapshot(root):
-    state = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            full = os.path.join(dirpath, name)
-            state[full] = os.lstat(full).st_mtime_ns
-    return state
+    assert tree.snapshot() == before

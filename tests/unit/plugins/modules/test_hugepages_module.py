@@ -8,8 +8,6 @@ import pytest
 from ansible_collections.passthrough.gpu.plugins.module_utils import _hugepages
 from ansible_collections.passthrough.gpu.plugins.modules import hugepages
 
-from test_iommu_kernel_args import snapshot  # pylint: disable=import-error
-
 GRUB = 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n'
 
 
@@ -32,10 +30,10 @@ def host(tree):
 ])
 def test_check_apply_check_apply(host, run_module, params, written):
     args = dict(params, root=host.root, _ansible_diff=True)
-    before = snapshot(host)
+    before = host.snapshot()
     code, result = run_module(hugepages, dict(args, _ansible_check_mode=True))
     assert code == 0 and result["changed"] is True
-    assert snapshot(host) == before  # check mode: content and mtime unchanged
+    assert host.snapshot() == before  # check mode: content and mtime unchanged
     assert sorted(d["after_header"] for d in result["diff"]) == sorted("/" + p for p in written)
     code, applied = run_module(hugepages, args)
     assert code == 0 and applied["changed"] is True
@@ -65,8 +63,8 @@ def test_1g_result(host, run_module):
     ({"count": 1, "mount_path": "/x", "persistent": False}, "mount_path needs persistent=true"),
 ])
 def test_refuses_before_changing_anything(host, run_module, params, message):
-    before = snapshot(host)
+    before = host.snapshot()
     code, result = run_module(hugepages, dict(params, root=host.root))
     assert code == 1 and message in result["msg"]
-    assert snapshot(host) == before
+    assert host.snapshot() == before
     assert not os.path.exists(host.path(_hugepages.SYSCTL_FILE))

@@ -1,8 +1,6 @@
 # Copyright: passthrough.gpu contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-import os
-
 import pytest
 
 from ansible_collections.passthrough.gpu.plugins.modules import iommu_kernel_args
@@ -19,23 +17,12 @@ def host(tree):
     return tree
 
 
-def snapshot(tree):
-    """Content and mtime of every file under the tree."""
-    found = {}
-    for directory, _dirs, files in os.walk(tree.root):
-        for name in files:
-            path = os.path.join(directory, name)
-            with open(path, "rb") as handle:
-                found[path] = (handle.read(), os.stat(path).st_mtime_ns)
-    return found
-
-
 def test_check_apply_check_apply(host, run_module):
     args = {"root": host.root, "_ansible_diff": True}
-    before = snapshot(host)
+    before = host.snapshot()
     code, result = run_module(iommu_kernel_args, dict(args, _ansible_check_mode=True))
     assert code == 0 and result["changed"] is True
-    assert snapshot(host) == before  # check mode: content and mtime unchanged
+    assert host.snapshot() == before  # check mode: content and mtime unchanged
     assert result["diff"][0]["after"] == GRUB.replace('"quiet intel_iommu=off"', '"quiet intel_iommu=on iommu=pt"')
     assert result["commands_skipped"] == [["update-grub"]] and result["commands"] == []
     code, applied = run_module(iommu_kernel_args, args)
@@ -78,10 +65,10 @@ def test_warns_on_weaker_isolation(host, run_module):
     ({"bootloader": "grubby"}, "grubby lists no boot entries"),
 ])
 def test_bad_input_fails_and_changes_nothing(host, run_module, params, message):
-    before = snapshot(host)
+    before = host.snapshot()
     code, result = run_module(iommu_kernel_args, dict(params, root=host.root))
     assert code == 1 and message in result["msg"]
-    assert snapshot(host) == before
+    assert host.snapshot() == before
 
 
 def test_unsafe_grub_file_is_refused(host, run_module):

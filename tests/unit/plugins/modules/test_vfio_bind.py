@@ -17,20 +17,16 @@ def lab_root(tree):
     return tree
 
 
-def state(tree):
-    return tree.files_state(CONF, MODULES)
-
-
 def test_check_apply_check_apply(tree, run_module):
     lab_root(tree)
     args = {"root": tree.root, "devices": ["01:00.0"]}
-    before = state(tree)
+    before = tree.snapshot()
     code, check = run_module(vfio_bind, dict(args, _ansible_check_mode=True, _ansible_diff=True))
-    assert code == 0 and check["changed"] is True and state(tree) == before
+    assert code == 0 and check["changed"] is True and tree.snapshot() == before
     assert [d["address"] for d in check["devices"]] == ["0000:01:00.0", "0000:01:00.1"]
     assert check["initramfs"] == "initramfs-tools" and len(check["diff"]) == 2
     code, apply = run_module(vfio_bind, args)
-    assert code == 0 and apply["changed"] is True and state(tree) != before
+    assert code == 0 and apply["changed"] is True and tree.snapshot() != before
     assert apply["files"] == check["files"] and apply["initramfs_rebuild_required"] is True
     assert any("runtime binding: root is" in w for w in apply["warnings"])
     code, check2 = run_module(vfio_bind, dict(args, _ansible_check_mode=True))
@@ -45,11 +41,11 @@ def test_check_apply_check_apply(tree, run_module):
 
 def test_refusal_fails_and_changes_nothing(tree, run_module):
     lab_root(tree)
-    before = state(tree)
+    before = tree.snapshot()
     code, result = run_module(vfio_bind, {"root": tree.root, "devices": ["03:01.0"]})
     assert code == 1 and result["failed"] is True and result.get("changed") is not True
     assert "IOMMU group 9 is not isolated" in result["msg"] and "allow_shared_group" in result["msg"]
-    assert state(tree) == before
+    assert tree.snapshot() == before
 
 
 def test_unknown_id_is_named(tree, run_module):

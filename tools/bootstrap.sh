@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 apt_packages=(
   qemu-system-x86 qemu-utils ovmf debootstrap e2fsprogs dosfstools mtools fdisk
   grub-efi-amd64-bin openssh-client pciutils shellcheck
+  golang-go golang-github-vmware-govmomi-dev
 )
 missing=()
 for p in "${apt_packages[@]}"; do

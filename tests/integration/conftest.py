@@ -12,6 +12,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from helpers import REPO  # noqa: E402  pylint: disable=wrong-import-position
 
+sys.path.insert(0, os.path.join(REPO, "tests", "vcsim"))
+
+from vcsim import Vcsim  # noqa: E402  pylint: disable=wrong-import-position
+
 LAB = os.path.join(REPO, "tests", "lab")
 
 
@@ -55,3 +59,10 @@ def lab(request, tmp_path_factory):
         yield vm
     finally:
         vm.run("stop.sh", timeout=300)
+
+
+@pytest.fixture(scope="module")
+def vcsim():
+    """A GPU-aware vSphere simulator (tests/vcsim) for one test file; ``vcsim.env()`` reaches it."""
+    with Vcsim() as sim:
+        yield sim

@@ -9,8 +9,11 @@ COLL := $(CURDIR)/.build/collections/ansible_collections/passthrough/gpu
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
+# Whole test files to two workers: lab VMs spend much of their time booting and waiting, and the
+# simulator tests need little CPU. `make test PYTEST_PARALLEL=` runs them one at a time.
+PYTEST_PARALLEL ?= -n 2 --dist loadfile
 
-.PHONY: all deps link unit sanity lab-image lab-up lab-down integration molecule test test-fast demo clean
+.PHONY: all deps link unit sanity lab-image lab-up lab-down integration vcsim molecule bench test test-fast demo clean
 
 all: test
 
@@ -43,20 +46,28 @@ lab-up: lab-image
 lab-down:
 	bash tests/lab/stop.sh
 
-integration: lab-image
-	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+# The vSphere simulator with the GPU extension (tests/vcsim); rebuilt only when its sources change.
+vcsim: deps
+	bash tests/vcsim/build.sh
+
+integration: lab-image vcsim
+	$(BIN)/pytest $(PYTEST_PARALLEL) tests/integration $(PYTEST_ARGS)
 
 # The molecule scenarios alone (make test runs them too, through tests/integration/test_molecule.py).
 # Run from the root: molecule takes a collection's scenarios from extensions/molecule/.
 molecule: lab-image
 	env -u ANSIBLE_CONFIG $(BIN)/molecule test
 
+# Measurements, not tests (benchmarks/README.md): results go to benchmarks/results/.
+bench: vcsim
+	$(BIN)/python benchmarks/esxi_passthrough_requests.py
+
 # Fast loop for development: no sanity, no lab.
 test-fast: unit
 
 # The whole suite. Sanity first; one pytest run last so its summary line ends the output.
-test: deps sanity lab-image
-	$(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)
+test: deps sanity lab-image vcsim
+	$(BIN)/pytest $(PYTEST_PARALLEL) tests/unit tests/integration $(PYTEST_ARGS)
 
 demo: lab-image
 	bash tools/demo.sh

@@ -43,6 +43,13 @@ git ls-files -z -co --exclude-standard | .venv/bin/python tools/sanity/sync_tree
 # An empty repository is enough: ansible-test lists tracked and untracked-not-ignored files.
 [ -d "$coll/.git" ] || git -c init.defaultBranch=main init -q "$coll"
 rm -rf "$coll/tests/output/junit" "$coll/tests/output/bot"  # results of the previous run
+# Collections ours depends on (galaxy.yml) sit beside it, as ansible-test looks for them there:
+# vmware.vmware, from the ansible package in .venv.
+dep_src=$(.venv/bin/python -c 'import ansible_collections.vmware.vmware as m; print(list(m.__path__)[0])')
+dep_dst=$repo/.build/sanity/ansible_collections/vmware/vmware
+if ! cmp -s "$dep_src/MANIFEST.json" "$dep_dst/MANIFEST.json"; then
+  rm -rf "$dep_dst" && mkdir -p "$(dirname "$dep_dst")" && cp -r "$dep_src" "$dep_dst"
+fi
 
 # 2. a home for ansible-test's caches; pip still reads the user's configuration
 [ -n "${XDG_CONFIG_HOME:-}" ] || export XDG_CONFIG_HOME="$HOME/.config"

@@ -15,7 +15,7 @@ from pyVim.connect import Disconnect, SmartConnect
 from pyVim.task import WaitForTask
 from pyVmomi import vim, vmodl
 
-from vcsim import Vcsim  # tests/vcsim, on sys.path through conftest.py
+from vcsim import Vcsim, find  # tests/vcsim, on sys.path through conftest.py
 
 A100, T4, INTEL, MATROX = "0000:3b:00.0", "0000:af:00.0", "0000:d8:00.0", "0000:02:00.0"
 PT = vim.vm.device.VirtualPCIPassthrough
@@ -28,8 +28,7 @@ def vc():
 
 
 def connect(sim, context=None):
-    return SmartConnect(host=sim.host, port=sim.port, user=sim.user, pwd=sim.password,
-                        sslContext=context or ssl._create_unverified_context())  # pylint: disable=protected-access
+    return sim.connect(context)
 
 
 @pytest.fixture
@@ -37,15 +36,6 @@ def si(vc):  # pylint: disable=redefined-outer-name
     service = connect(vc)
     yield service
     Disconnect(service)
-
-
-def find(service, kind, name):
-    content = service.RetrieveContent()
-    view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
-    try:
-        return next(obj for obj in view.view if obj.name == name)
-    finally:
-        view.Destroy()
 
 
 def host_of(service, name="DC0_H0"):

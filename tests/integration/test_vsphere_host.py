@@ -11,14 +11,13 @@ One simulator for the file (the ``vcsim`` fixture); each test uses its own host 
 
 import json
 import os
-import ssl
 
 import pytest
-from pyVim.connect import Disconnect, SmartConnect
+from pyVim.connect import Disconnect
 from pyVmomi import vim
 
 from helpers import REPO, ansible_module, run_playbook
-from vcsim import Vcsim
+from vcsim import Vcsim, find
 
 A100, T4, INTEL = "0000:3b:00.0", "0000:af:00.0", "0000:d8:00.0"
 TARGETS = os.path.join(REPO, "tests", "integration", "targets")
@@ -43,12 +42,8 @@ class Host:
     """The simulator's host seen through plain pyVmomi (its own session)."""
 
     def __init__(self, sim, name):
-        self.si = SmartConnect(host=sim.host, port=sim.port, user=sim.user, pwd=sim.password,
-                               sslContext=ssl._create_unverified_context())  # pylint: disable=protected-access
-        content = self.si.RetrieveContent()
-        view = content.viewManager.CreateContainerView(content.rootFolder, [vim.HostSystem], True)
-        self.host = next(h for h in view.view if h.name == name)
-        view.Destroy()
+        self.si = sim.connect()
+        self.host = find(self.si, vim.HostSystem, name)
 
     def passthru(self):
         return {i.id: (i.passthruEnabled, i.passthruActive)

@@ -12,16 +12,16 @@ other, as a playbook would: the last one is the acceptance check of the three fi
 
 import json
 import os
-import ssl
 import subprocess
 import time
 
 import pytest
-from pyVim.connect import Disconnect, SmartConnect
+from pyVim.connect import Disconnect
 from pyVim.task import WaitForTask
 from pyVmomi import vim
 
 from helpers import BIN, REPO, ansible_env
+from vcsim import find  # tests/vcsim, on sys.path through conftest.py
 
 TARGETS = os.path.join(REPO, "tests", "integration", "targets")
 A100, T4 = "0000:3b:00.0", "0000:af:00.0"
@@ -35,19 +35,9 @@ CHANGES = {"ReconfigVM_Task", "ShutdownGuest", "PowerOffVM_Task", "PowerOnVM_Tas
 
 @pytest.fixture(scope="module")
 def si(vcsim):  # pylint: disable=redefined-outer-name
-    service = SmartConnect(host=vcsim.host, port=vcsim.port, user=vcsim.user, pwd=vcsim.password,
-                           sslContext=ssl._create_unverified_context())  # pylint: disable=protected-access
+    service = vcsim.connect()
     yield service
     Disconnect(service)
-
-
-def find(service, kind, name):
-    content = service.RetrieveContent()
-    view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
-    try:
-        return next(obj for obj in view.view if obj.name == name)
-    finally:
-        view.Destroy()
 
 
 def vm_of(service, name):

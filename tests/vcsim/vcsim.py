@@ -122,6 +122,12 @@ class Vcsim:
         if self.workdir and not os.environ.get("VCSIM_KEEP"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def connect(self, context=None):
+        """A pyVmomi session of the tests' own (not verifying the certificate unless ``context`` does)."""
+        from pyVim.connect import SmartConnect  # pylint: disable=import-outside-toplevel  # tests only
+        return SmartConnect(host=self.host, port=self.port, user=self.user, pwd=self.password,
+                            sslContext=context or ssl._create_unverified_context())  # pylint: disable=protected-access
+
     def env(self, validate_certs=False):
         """The VMWARE_* environment that hands this simulator to our modules (vmware.vmware's fallbacks)."""
         return {"VMWARE_HOST": self.host, "VMWARE_PORT": str(self.port), "VMWARE_USER": self.user,
@@ -142,3 +148,13 @@ class Vcsim:
                 return f.read().splitlines()
         except FileNotFoundError:
             return []
+
+
+def find(service, kind, name):
+    """The managed object of type ``kind`` (e.g. vim.HostSystem) named ``name``, through a container view."""
+    content = service.RetrieveContent()
+    view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
+    try:
+        return next(obj for obj in view.view if obj.name == name)
+    finally:
+        view.Destroy()

@@ -7,7 +7,8 @@
 No AnsibleModule and no pyVmomi here: the host is an object with _vsphere.HostApi's methods
 (read, update_passthru, update_graphics, enter_maintenance, reboot, boot_state, exit_maintenance,
 vgpu_profiles), which unit tests replace with a fake. Errors are VsphereError, with a message for
-the user; nothing is changed on the host before every check has passed.
+the user; nothing is changed on the host before every check has passed, and an error after a
+change carries ``changed=True`` and says what was already done.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -23,7 +24,10 @@ from ansible_collections.passthrough.gpu.plugins.module_utils._vsphere import Vs
 PCI_ID = re.compile(r"^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$", re.IGNORECASE)
 # 10de:20f1: vendor and device id, 4 hex digits each (no dot, so never a PCI id)
 VENDOR_DEVICE = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{4})$", re.IGNORECASE)
-PUBLIC_FIELDS = ("id", "name", "vendor_name", "vendor_id", "device_id", "capable", "enabled", "active")
+PUBLIC_FIELDS = ("id", "name", "vendor_name", "vendor_id", "device_id", "capable", "enabled", "active", "hardware_label")
+# graphicsInfo types a GPU with a shared-graphics driver runs in; a GPU in "basic" has no such driver
+# (no NVIDIA vGPU manager), in "direct" it is passed through: neither follows graphicsConfig.
+SHARED_TYPES = ("shared", "sharedDirect")
 POLL_INTERVAL = 10  # seconds between looks at a rebooting host; a reboot takes minutes
 MAX_LISTED = 12  # devices named in an error message
 
@@ -47,6 +51,8 @@ def device_records(pci_devices, passthru_infos, graphics_info=None):
             "capable": bool(info is not None and info.passthruCapable),
             "enabled": bool(info is not None and info.passthruEnabled),
             "active": bool(info is not None and info.passthruActive),
+            # ESXi 7.0.2+: the label a VM's Dynamic DirectPath customLabel must match
+            "hardware_label": getattr(info, "hardwareLabel", None) or None,
             "graphics_type": graphics.get(dev.id),
         })
     return records
@@ -115,12 +121,14 @@ def match_devices(selectors, records, host_name):
     return [records[i] for i in sorted(chosen)]
 
 
-def plan_passthru(selected, state, apply_now, host_name):
-    """The passthrough changes as ``[(pci_id, enabled, apply_now)]``, one per PCI id, for one
+def plan_passthru(selected, state, apply_now, host_name, label=None):
+    """The passthrough changes as ``[(pci_id, enabled, apply_now, label)]``, one per PCI id, for one
     batched UpdatePassthruConfig. Enabling a device the host says is not capable is refused.
 
     With apply_now the wanted state is enabled *and* active, so a device enabled earlier without
-    apply_now is sent again to take effect now."""
+    apply_now is sent again to take effect now (ESXi may ignore applyNow for a device it cannot
+    hot-apply: the run reads the result back). ``label``: the hardware label every device is to
+    have ("" none; None: not managed, sent as None)."""
     want = state == "enabled"
     if want:
         refused = [r for r in selected if not r["capable"]]
@@ -134,22 +142,25 @@ def plan_passthru(selected, state, apply_now, host_name):
     for record in selected:
         if any(c[0] == record["id"] for c in changes):
             continue
-        if record["enabled"] != want or (apply_now and record["active"] != want):
-            changes.append((record["id"], want, bool(apply_now)))
+        relabel = label is not None and (record["hardware_label"] or "") != label
+        if record["enabled"] != want or (apply_now and record["active"] != want) or relabel:
+            changes.append((record["id"], want, bool(apply_now), label if relabel else None))
     return changes
 
 
 def predict(records, changes):
-    """The records as they will be after the changes (copies)."""
-    wanted = dict((pci_id, (enabled, apply_now)) for pci_id, enabled, apply_now in changes)
+    """The records as they will be after the changes, if applyNow takes effect (copies)."""
+    wanted = dict((change[0], change[1:]) for change in changes)
     out = []
     for record in records:
         record = dict(record)
         if record["id"] in wanted:
-            enabled, apply_now = wanted[record["id"]]
+            enabled, apply_now, label = wanted[record["id"]]
             record["enabled"] = enabled
             if apply_now:
                 record["active"] = enabled
+            if label is not None:
+                record["hardware_label"] = label or None
         out.append(record)
     return out
 
@@ -157,6 +168,22 @@ def predict(records, changes):
 def pending(records):
     """Whether a device's passthrough waits for a reboot (enabled differs from active)."""
     return any(r["enabled"] != r["active"] for r in records)
+
+
+def graphics_pending(graphics_info, config):
+    """The PCI ids of GPUs whose graphics type waits for a reboot: ``graphics_info`` is the host's
+    graphicsInfo (the type each GPU runs in now), ``config`` a graphics_record (the configured
+    default and per-device types). ESXi applies a new configuration when Xorg restarts or the host
+    reboots. Only GPUs in a shared type count (see SHARED_TYPES)."""
+    if config is None:
+        return []
+    out = []
+    for info in graphics_info or []:
+        if info.graphicsType in SHARED_TYPES:
+            wanted = config["device_types"].get(info.pciId) or config["default_type"]
+            if wanted and wanted != info.graphicsType:
+                out.append(info.pciId)
+    return out
 
 
 def graphics_record(config):
@@ -188,8 +215,10 @@ def public(record):
 
 
 def snapshot(records, graphics):
-    """What the diff shows: per device its passthrough state, and the graphics configuration."""
-    state = {"devices": dict((r["id"], {"enabled": r["enabled"], "active": r["active"]}) for r in records)}
+    """What the diff shows (and ``changed`` compares): per device its passthrough state and
+    hardware label, and the graphics configuration."""
+    state = {"devices": dict((r["id"], {"enabled": r["enabled"], "active": r["active"],
+                                        "hardware_label": r["hardware_label"]}) for r in records)}
     if graphics is not None:
         state["graphics"] = graphics
     return state
@@ -206,20 +235,27 @@ def wait_until(probe, deadline, clock=time.monotonic, sleep=time.sleep, interval
         sleep(min(interval, left))
 
 
-def reboot_host(api, host_name, boot_time, in_maintenance, timeout, clock=time.monotonic, sleep=time.sleep):
+def reboot_host(api, host_name, boot_time, in_maintenance, timeout, done, clock=time.monotonic, sleep=time.sleep):
     """Maintenance mode (unless the host is in it already), RebootHost_Task, wait until the host is
-    connected with a newer boot time, then leave maintenance mode only if this entered it."""
+    connected with a newer boot time, then leave maintenance mode only if this entered it. Each step
+    that changed the host is appended to ``done`` (and taken off again when undone)."""
     deadline = clock() + timeout
-    entered = False
+    entered = "entered maintenance mode"
     if not in_maintenance:
         api.enter_maintenance(timeout)
-        entered = True
+        done.append(entered)
     try:
+        # False: the connection broke once the task was submitted (a direct ESXi login going down)
         api.reboot()
-    except VsphereError:
-        if entered:  # the host did not go down: leave it as it was found
-            api.exit_maintenance(max(deadline - clock(), 60))
+    except VsphereError as exc:
+        if entered in done:  # the host did not go down: leave it as it was found
+            try:
+                api.exit_maintenance(max(deadline - clock(), 60))
+            except VsphereError as exit_exc:
+                raise VsphereError("%s; leaving maintenance mode again failed too: %s" % (exc, exit_exc))
+            done.remove(entered)
         raise
+    done.append("rebooted the host (RebootHost_Task)")
 
     def back():
         state = api.boot_state()
@@ -229,24 +265,54 @@ def reboot_host(api, host_name, boot_time, in_maintenance, timeout, clock=time.m
     if not wait_until(back, deadline, clock, sleep):
         raise VsphereError("host %s was rebooted but was not connected again with a new boot time within "
                            "reboot_timeout (%d s); it %s in maintenance mode" % (
-                               host_name, timeout, "stays" if entered or in_maintenance else "may be"))
-    if entered:
+                               host_name, timeout, "stays" if entered in done or in_maintenance else "may be"))
+    if entered in done:
         api.exit_maintenance(max(deadline - clock(), 60))
+        done.remove(entered)
+
+
+def _state(raw, selectors, host_name):
+    """(selected records, graphics record, GPUs whose graphics type waits for a reboot) of a read."""
+    records = device_records(raw.get("hardware.pciDevice"), raw.get("pciPassthruInfo"))
+    graphics = graphics_record(raw.get("graphicsConfig"))
+    return match_devices(selectors, records, host_name), graphics, graphics_pending(raw.get("graphicsInfo"), graphics)
+
+
+def _ids(pci_ids):
+    shown = list(pci_ids[:MAX_LISTED]) + (["%d more" % (len(pci_ids) - MAX_LISTED)] if len(pci_ids) > MAX_LISTED else [])
+    return ", ".join(shown)
+
+
+def _update_passthru(api, changes, before, selectors, host_name, done):
+    """The one UpdatePassthruConfig. When it fails, the host is read back: real ESXi may have applied
+    part of the batch before the failure (the simulator never does)."""
+    try:
+        api.update_passthru(changes)
+    except VsphereError as exc:
+        try:
+            now = _state(api.read(), selectors, host_name)[0]
+        except VsphereError:
+            raise VsphereError("%s (the host could not be read back to see whether part of the batch was applied)" % exc)
+        moved = [r["id"] for r in now if snapshot([r], None) != snapshot([b for b in before if b["id"] == r["id"]], None)]
+        if moved:
+            raise VsphereError("%s; the host applied part of the batch anyway: %s" % (exc, _ids(moved)), changed=True)
+        raise
+    done.append("UpdatePassthruConfig for %d device(s) (%s)" % (len(changes), _ids([c[0] for c in changes])))
 
 
 def run_passthrough(params, api, check_mode, clock=time.monotonic, sleep=time.sleep):
-    """The esxi_passthrough module: read once, plan, one gate for check mode, act, read back once."""
+    """The esxi_passthrough module: read, plan, one gate for check mode, act, read back, decide on
+    the reboot from what was read back, and report ``changed`` from a before/after comparison."""
     raw = api.read()
     host_name = raw.get("name")
-    records = device_records(raw.get("hardware.pciDevice"), raw.get("pciPassthruInfo"))
-    selected = match_devices(params["devices"] or [], records, host_name)
-    changes = plan_passthru(selected, params["state"], params["apply_now"], host_name)
-    graphics_before = graphics_record(raw.get("graphicsConfig"))
+    selectors = params["devices"] or []
+    selected, graphics_before, graphics_due = _state(raw, selectors, host_name)
+    label = params.get("hardware_label")
+    changes = plan_passthru(selected, params["state"], params["apply_now"], host_name, label)
     graphics = plan_graphics(graphics_before, params.get("graphics_type"), params.get("assignment_policy"), host_name)
     graphics_change = graphics != graphics_before
-    after = predict(selected, changes)
-    # On ESXi a new default graphics type takes effect once Xorg restarts or the host reboots.
-    will_reboot = bool(params["reboot"]) and (pending(after) or graphics_change)
+    # a graphics type waiting for a reboot counts when this run manages the graphics configuration
+    manages_graphics = params.get("graphics_type") is not None or params.get("assignment_policy") is not None
     warnings = []
     if params.get("graphics_type") == "sharedDirect" and params["state"] == "enabled" and selected:
         warnings.append("graphics_type sharedDirect is for vGPU, which a GPU with passthrough enabled does not "
@@ -254,38 +320,55 @@ def run_passthrough(params, api, check_mode, clock=time.monotonic, sleep=time.sl
 
     rebooted = False
     if check_mode:
-        if will_reboot:
+        # predicted: applyNow is assumed to take effect (ESXi may refuse it for a device)
+        after = predict(selected, changes)
+        graphics_due = graphics_pending(raw.get("graphicsInfo"), graphics)
+        if params["reboot"] and (pending(after) or (manages_graphics and graphics_due)):
             after = [dict(r, active=r["enabled"]) for r in after]
-            rebooted = True
-    elif changes or graphics_change or will_reboot:
-        if changes:
-            api.update_passthru(changes)
-        if graphics_change:
-            api.update_graphics(graphics["default_type"], graphics["assignment_policy"], graphics["device_types"])
-        if will_reboot:
-            try:
+            graphics_due, rebooted = [], True
+    else:
+        after = selected
+        done = []
+        try:
+            if changes:
+                _update_passthru(api, changes, selected, selectors, host_name, done)
+            if graphics_change:
+                api.update_graphics(graphics["default_type"], graphics["assignment_policy"], graphics["device_types"])
+                done.append("UpdateGraphicsConfig (default type %s, policy %s)" % (
+                    graphics["default_type"], graphics["assignment_policy"]))
+            if changes or graphics_change:
+                raw = api.read()
+                after, graphics, graphics_due = _state(raw, selectors, host_name)
+            if params["reboot"] and (pending(after) or (manages_graphics and graphics_due)):
                 reboot_host(api, host_name, raw.get("runtime.bootTime"), raw.get("runtime.inMaintenanceMode"),
-                            params["reboot_timeout"], clock, sleep)
-            except VsphereError as exc:
-                raise VsphereError("%s (%d passthrough change(s)%s were made before the reboot)" % (
-                    exc, len(changes), " and the graphics change" if graphics_change else ""))
-            rebooted = True
-        raw = api.read()
-        after = match_devices(params["devices"] or [], device_records(
-            raw.get("hardware.pciDevice"), raw.get("pciPassthruInfo")), host_name)
-        graphics = graphics_record(raw.get("graphicsConfig"))
-        if rebooted and pending(after):
-            warnings.append("after the reboot passthrough is still not in effect for %s" % _listing(
-                [r for r in after if r["enabled"] != r["active"]]))
+                            params["reboot_timeout"], done, clock, sleep)
+                rebooted = True
+                after, graphics, graphics_due = _state(api.read(), selectors, host_name)
+                stuck = [r for r in after if r["enabled"] != r["active"]]
+                if stuck:
+                    warnings.append("after the reboot passthrough is still not in effect for %s" % _listing(stuck))
+                if manages_graphics and graphics_due:
+                    warnings.append("after the reboot the configured graphics type is still not in effect for %s" % (
+                        _ids(graphics_due)))
+            if label is not None:
+                unlabelled = [r["id"] for r in after if (r["hardware_label"] or "") != label]
+                if unlabelled:
+                    raise VsphereError("host %s did not take hardware_label %r for %s (hardware labels need ESXi and "
+                                       "API 7.0.2 or later)" % (host_name, label, _ids(unlabelled)))
+        except VsphereError as exc:
+            if done:
+                raise VsphereError("%s; already done: %s" % (exc, "; ".join(done)), changed=True)
+            raise
 
+    before_state, after_state = snapshot(selected, graphics_before), snapshot(after, graphics)
     return {
-        "changed": bool(changes or graphics_change or rebooted),
+        "changed": before_state != after_state or rebooted,
         "host": host_name,
         "devices": [public(r) for r in after],
         "graphics": graphics,
-        "reboot_required": pending(after) or (graphics_change and not rebooted),
+        "reboot_required": pending(after) or bool(manages_graphics and graphics_due),
         "rebooted": rebooted,
-        "diff": {"before": snapshot(selected, graphics_before), "after": snapshot(after, graphics)},
+        "diff": {"before": before_state, "after": after_state},
         "warnings": warnings,
     }
 
@@ -298,12 +381,15 @@ def run_info(params, api):
     if params.get("devices"):
         records = match_devices(params["devices"], records, host_name)
     parent = raw.get("parent")
+    graphics = graphics_record(raw.get("graphicsConfig"))
+    listed = set(r["id"] for r in records)
+    graphics_due = [i for i in graphics_pending(raw.get("graphicsInfo"), graphics) if i in listed]
     return {"changed": False, "passthrough": {
         "host": host_name,
         "devices": [dict(public(r), graphics_type=r["graphics_type"]) for r in records],
-        "graphics": graphics_record(raw.get("graphicsConfig")),
+        "graphics": graphics,
         "vgpu_profiles": api.vgpu_profiles(parent) if parent is not None else [],
-        "reboot_required": pending(records),
+        "reboot_required": pending(records) or bool(graphics_due),
         "host_reboot_required": bool(raw.get("summary.rebootRequired")),
         "in_maintenance_mode": bool(raw.get("runtime.inMaintenanceMode")),
     }}

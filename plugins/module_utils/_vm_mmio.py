@@ -7,7 +7,8 @@
 Decide, then act: ``run()`` reads the VM, sizes the window (``_mmio``'s rules), compares four
 settings (firmware, memory reservation lock, the two ``pciPassthru`` extraConfig keys) and only
 then, outside check mode, shuts the guest down (when asked), reconfigures and powers it on again.
-Everything above ``run()`` is pure and raises VmMmioError.
+Everything above ``run()`` is pure and raises VmMmioError. Every vSphere read and call below goes
+through ``_vsphere.call()``/``wait()``, so a fault is an error naming the step, never a traceback.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -227,32 +228,44 @@ def power_action(vm_name, power_state, power_cycle, needs_change):
 
 # --- vSphere ----------------------------------------------------------------------------------
 
-def _shutdown(vm, timeout):
+def _task(what, method, *args):
+    """Start a task and wait for it; a fault at either step is a VsphereError naming ``what``."""
+    return _vsphere.wait(_vsphere.call(what, method, *args), what)
+
+
+def _shutdown(vm, name, timeout):
     """ShutdownGuest, then wait (bounded) for poweredOff. Never a hard power-off: that can lose data."""
-    _vsphere.call("shutting down the guest of VM %s (power_cycle needs VMware Tools running in it)" % vm.name,
+    _vsphere.call("shutting down the guest of VM %s (power_cycle needs VMware Tools running in it)" % name,
                   vm.ShutdownGuest)
     deadline = time.monotonic() + timeout
-    while vm.runtime.powerState != "poweredOff":
+    while True:
+        try:
+            state = _vsphere.call("reading the power state of VM %s" % name, lambda: vm.runtime.powerState)
+        except _vsphere.VsphereError as exc:
+            raise VmMmioError("the guest of VM %s was asked to shut down, but %s; nothing was reconfigured"
+                              % (name, exc), changed=True)
+        if state == "poweredOff":
+            return
         if time.monotonic() >= deadline:
             raise VmMmioError("the guest of VM %s did not shut down within %d s (shutdown_timeout); nothing was "
-                              "reconfigured, and the guest may still be shutting down" % (vm.name, timeout),
+                              "reconfigured, and the guest may still be shutting down" % (name, timeout),
                               changed=True)
         time.sleep(POLL_SECONDS)
 
 
-def _power_on(vm, after_what):
+def _power_on(vm, name, after_what):
     try:
-        _vsphere.wait(vm.PowerOnVM_Task(), "powering VM %s on again" % vm.name)
+        _task("powering VM %s on again" % name, vm.PowerOnVM_Task)
     except _vsphere.VsphereError as exc:
         raise VmMmioError("%s, but %s" % (after_what, exc), changed=True)
 
 
-def _reconfigure(vm, fields):
+def _reconfigure(vm, name, fields):
     spec = vim.vm.ConfigSpec(**dict(
         (k, v) for k, v in fields.items() if k != "extraConfig"))
     if "extraConfig" in fields:
         spec.extraConfig = [vim.option.OptionValue(key=k, value=v) for k, v in fields["extraConfig"]]
-    _vsphere.wait(vm.ReconfigVM_Task(spec), "reconfiguring VM %s" % vm.name)
+    _task("reconfiguring VM %s" % name, vm.ReconfigVM_Task, spec)
 
 
 def run(params, check_mode):
@@ -261,29 +274,30 @@ def run(params, check_mode):
     sizing, warnings = size_plan(params["rule"], params["gpu_count"], params["bar_sizes"], params["size_gb"])
     content = _vsphere.connect(params)
     vm = _vsphere.find_vm(content, params["vm_name"], params["vm_uuid"])
-    current = read_settings(vm.config)
+    name, current, power_state = _vsphere.call("reading VM %s" % (params["vm_name"] or params["vm_uuid"]), lambda: (
+        vm.name, read_settings(vm.config), vm.runtime.powerState))
     wanted = wanted_settings(current, sizing["size_gb"], params["firmware"], params["reserve_memory"])
     if params["firmware"] == "keep" and current[FIRMWARE] != "efi":
         warnings.append("VM %s keeps %s firmware (firmware=keep): 64-bit MMIO for large BARs needs EFI"
-                        % (vm.name, current[FIRMWARE]))
+                        % (name, current[FIRMWARE]))
     todo = changes(current, wanted)
-    action = power_action(vm.name, vm.runtime.powerState, params["power_cycle"], bool(todo))
-    warnings.extend(change_warnings(vm.name, todo))
+    action = power_action(name, power_state, params["power_cycle"], bool(todo))
+    warnings.extend(change_warnings(name, todo))
     result = dict(sizing, changed=bool(todo), changes=todo, power_cycled=action == "cycle",
                   settings=wanted, warnings=warnings, diff={"before": current, "after": wanted})
     if not todo or check_mode:
         return result
     if action == "cycle":
-        _shutdown(vm, params["shutdown_timeout"])
+        _shutdown(vm, name, params["shutdown_timeout"])
     try:
-        _reconfigure(vm, config_spec_fields(todo))
+        _reconfigure(vm, name, config_spec_fields(todo))
     except _vsphere.VsphereError as exc:
         if action != "cycle":
             raise VmMmioError(str(exc))
         # The guest was running: give it back before reporting.
-        _power_on(vm, "%s after the guest was shut down" % exc)
+        _power_on(vm, name, "%s after the guest was shut down" % exc)
         raise VmMmioError("%s; the guest had been shut down and VM %s is powered on again, unchanged"
-                          % (exc, vm.name), changed=True)
+                          % (exc, name), changed=True)
     if action == "cycle":
-        _power_on(vm, "VM %s was reconfigured" % vm.name)
+        _power_on(vm, name, "VM %s was reconfigured" % name)
     return result

@@ -13,6 +13,9 @@ or what would leave the VM unable to power on; only then, outside check mode, on
 Devices are plain dicts here: ``kind`` (static, dynamic, vgpu, other), ``id`` (static: PCI id
 ``0000:3b:00.0``), ``allowed`` (dynamic: [(vendor, device)] as unsigned ints), ``label``
 (dynamic), ``vgpu_profile`` (vgpu), ``name``, and ``key`` for a device the VM has.
+
+Every read of the VM and its host happens inside ``_vsphere.call()``, so a vSphere fault (a VM
+deleted meanwhile, a missing privilege) is a VsphereError naming the step, never a traceback.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -186,11 +189,42 @@ def _static_backing(pci_id, info):
             "vendorId": _vsphere.signed16(info["vendor_id"] & 0xFFFF), "deviceName": info["name"] or ""}
 
 
-def _dynamic_backing(want, facts):
+def _offered(want, offered):
+    """The cluster's (vendorId, deviceId) of a device that fits a Dynamic want, None when none does.
+
+    ``offered`` is {(vendor, device, hardware label or None): (vendorId, deviceId)}. Without a label
+    any device with the ids fits; with one, on ESXi 7.0.2 and later, only a device whose hardware
+    label on the host is the same.
+    """
+    pair, label = want["allowed"][0], want.get("label")
+    for (vendor, device, has_label), ids in offered.items():
+        if (vendor, device) == pair and (not label or has_label == label):
+            return ids
+    return None
+
+
+def _label_problem(want, facts):
+    """Why a labelled Dynamic want fits no device, naming the labels that are offered for its ids."""
+    pair = want["allowed"][0]
+    labels = [label for (vendor, device, label) in facts["dynamic_offered"] if (vendor, device) == pair]
+    named = sorted(set(label for label in labels if label))
+    if named:
+        offered = "the labels offered for %s: %s" % (_pair(pair), ", ".join(named))
+    elif labels:
+        offered = "its %s devices have no hardware label" % _pair(pair)
+    else:
+        offered = "none of its hosts has passthrough active for %s" % _pair(pair)
+    return ("no host of VM %s's cluster offers a %s device with hardware label %s (%s): a Dynamic DirectPath "
+            "label must match the device's hardware label on the host (ESXi 7.0.2 and later), which "
+            "passthrough.gpu.esxi_passthrough sets with its hardware_label option; or leave label out to take "
+            "any %s" % (facts["name"], _pair(pair), want["label"], offered, _pair(pair)))
+
+
+def _dynamic_backing(want, ids):
     # "You must use the vendor ID retrieved from the vSphere host or cluster": the cluster's own
     # values when it lists the device, else the signed shorts HostPciDevice carries.
     pair = want["allowed"][0]
-    vendor, device = facts["dynamic_offered"].get(pair) or (_vsphere.signed16(pair[0]), _vsphere.signed16(pair[1]))
+    vendor, device = ids or (_vsphere.signed16(pair[0]), _vsphere.signed16(pair[1]))
     return {"allowedDevice": [(vendor, device)], "customLabel": want["label"] or ""}
 
 
@@ -235,10 +269,16 @@ def _plan_present(wants, existing, facts, problems, warnings):
     for signature, count in Counter(_signature(w) for w in wanted).items():
         want = next(w for w in wanted if _signature(w) == signature)
         missing = max(0, count - have[signature])
-        adds.extend(dict(want, backing=_dynamic_backing(want, facts)) for dummy in range(missing))
-        if missing and want["allowed"][0] not in facts["dynamic_offered"]:
+        if not missing:
+            continue
+        ids = _offered(want, facts["dynamic_offered"])
+        if ids is None and want["label"]:
+            problems.append(_label_problem(want, facts))
+            continue
+        if ids is None:
             warnings.append("no host of VM %s's cluster has passthrough active for %s: the VM will not power "
                             "on until one has (passthrough.gpu.esxi_passthrough)" % (facts["name"], text(want)))
+        adds.extend(dict(want, backing=_dynamic_backing(want, ids)) for dummy in range(missing))
     if any(a["kind"] == "dynamic" for a in adds) and hw_version(facts["hw_version"]) < DYNAMIC_MIN_HW:
         problems.append("VM %s has virtual hardware %s; Dynamic DirectPath I/O needs vmx-%d or later: upgrade "
                         "its compatibility (Actions, Compatibility, Upgrade VM Compatibility) while it is "
@@ -286,8 +326,12 @@ def plan(wants, existing, state, facts):
 
     ``facts``: name, power_state, hw_version, locked, host, active ({pci id: {system_id, vendor_id,
     device_id, name}} from the host's config target), passthru ({pci id: {capable, enabled, active}},
-    for messages), profiles (vGPU profiles the host offers), dynamic_offered ({(vendor, device):
-    (vendorId, deviceId) as the cluster's config target gives them}).
+    for messages), profiles (vGPU profiles the host offers), dynamic_offered ({(vendor, device,
+    hardware label or None): (vendorId, deviceId) as the cluster's config target gives them}).
+
+    Devices change only on a powered-off VM. The lock alone also changes on a running VM, as ESXi
+    allows: a running VM that has its devices (so all its memory is reserved already) but not the
+    lock gets it in place, instead of being refused on every run.
     """
     problems, warnings = [], []
     if state == "present":
@@ -296,10 +340,13 @@ def plan(wants, existing, state, facts):
         lock = not facts["locked"]
     else:
         adds, remove, lock = [], _plan_absent(wants, existing), False
-    if (adds or remove or lock) and facts["power_state"] != "poweredOff":
-        state_text = {"poweredOn": "powered on"}.get(facts["power_state"], facts["power_state"])
+    state_text = {"poweredOn": "powered on"}.get(facts["power_state"], facts["power_state"])
+    if (adds or remove) and facts["power_state"] != "poweredOff":
         problems.append("VM %s is %s: PCI passthrough and vGPU devices are only added or removed while it is "
                         "powered off; %s" % (facts["name"], state_text, POWER_OFF_HINT))
+    elif lock and facts["power_state"] not in ("poweredOff", "poweredOn"):
+        problems.append("VM %s is %s: its memory reservation is locked while it is powered on or off; resume it "
+                        "or power it off first" % (facts["name"], state_text))
     if problems:
         raise VmPassthroughError("refusing, nothing was changed: " + "; ".join(problems))
     warnings.extend(lost_features(facts["name"], adds))
@@ -328,15 +375,21 @@ def _passthrough_devices(vm):
     return [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualPCIPassthrough)]
 
 
-def gather(vm, wants, state):
-    """The facts plan() needs, read only as far as the request needs them."""
+def gather(vm, wants, state, what):
+    """The VM's passthrough devices (as device dicts) and the facts plan() needs, read only as far
+    as the request needs them. A fault on any read is a VsphereError: "``what`` failed: ..."."""
+    return _vsphere.call(what, _gather, vm, wants, state)
+
+
+def _gather(vm, wants, state):
+    existing = [describe(d) for d in _passthrough_devices(vm)]
     host = vm.runtime.host
     config = vm.config
     facts = {"name": vm.name, "power_state": vm.runtime.powerState, "hw_version": config.version,
              "locked": bool(config.memoryReservationLockedToMax), "host": host.name if host else None,
              "active": {}, "passthru": {}, "profiles": [], "dynamic_offered": {}}
     if state != "present" or host is None:
-        return facts
+        return existing, facts
     browser = vm.environmentBrowser or host.parent.environmentBrowser
     what = "reading the config target of host %s" % host.name
     target = _vsphere.call(what, browser.QueryConfigTarget, host=host)
@@ -349,9 +402,11 @@ def gather(vm, wants, state):
     facts["profiles"] = [t.vgpu for t in target.sharedGpuPassthroughTypes or []]
     if any(w["kind"] == "dynamic" for w in wants):
         # Without a host: every host of the VM's cluster, where DRS may place a Dynamic DirectPath VM.
+        # customLabel: the device's hardware label on its host (ESXi 7.0.2 and later).
         everywhere = _vsphere.call("reading the config target of VM %s's cluster" % vm.name, browser.QueryConfigTarget)
-        facts["dynamic_offered"] = dict(((d.vendorId & 0xFFFF, d.deviceId & 0xFFFF), (d.vendorId, d.deviceId))
-                                        for d in everywhere.dynamicPassthrough or [])
+        for d in everywhere.dynamicPassthrough or []:
+            key = (d.vendorId & 0xFFFF, d.deviceId & 0xFFFF, getattr(d, "customLabel", None) or None)
+            facts["dynamic_offered"].setdefault(key, (d.vendorId, d.deviceId))
     if any(w["kind"] == "static" and w["id"] not in facts["active"] for w in wants):
         infos = _vsphere.call("reading the PCI passthrough state of host %s" % host.name,
                               lambda: host.configManager.pciPassthruSystem.pciPassthruInfo)
@@ -359,7 +414,7 @@ def gather(vm, wants, state):
                                                                    "enabled": bool(i.passthruEnabled),
                                                                    "active": bool(i.passthruActive)})
                                  for i in infos or [])
-    return facts
+    return existing, facts
 
 
 def _device_spec(operation, device):
@@ -399,13 +454,13 @@ def run(params, check_mode):
         raise VmPassthroughError("give devices or vgpu_profile")
     content = _vsphere.connect(params)
     vm = _vsphere.find_vm(content, params["vm_name"], params["vm_uuid"])
-    existing = [describe(d) for d in _passthrough_devices(vm)]
-    facts = gather(vm, wants, params["state"])
+    existing, facts = gather(vm, wants, params["state"], "reading VM %s" % (params["vm_name"] or params["vm_uuid"]))
     planned = plan(wants, existing, params["state"], facts)
     result = outcome(existing, planned, facts["locked"])
-    result.update(vm=vm.name, host=facts["host"], warnings=planned["warnings"])
+    result.update(vm=facts["name"], host=facts["host"], warnings=planned["warnings"])
     if result["changed"] and not check_mode:
-        apply(vm, planned)
-        result["devices"] = [public(describe(d)) for d in _passthrough_devices(vm)]
-        result["memory_reservation_locked_to_max"] = bool(vm.config.memoryReservationLockedToMax)
+        _vsphere.call("reconfiguring VM %s" % facts["name"], apply, vm, planned)
+        result["devices"], result["memory_reservation_locked_to_max"] = _vsphere.call(
+            "reading VM %s back" % facts["name"], lambda: ([public(describe(d)) for d in _passthrough_devices(vm)],
+                                                           bool(vm.config.memoryReservationLockedToMax)))
     return result

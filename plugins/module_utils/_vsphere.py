@@ -20,6 +20,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import atexit
+import functools
 import traceback
 from http.client import HTTPException
 
@@ -37,13 +38,55 @@ from ansible_collections.vmware.vmware.plugins.module_utils.clients.pyvmomi impo
 
 
 class VsphereError(Exception):
-    """A vSphere call, lookup or task failed; the message is for the user."""
+    """A vSphere call, lookup or task failed; the message is for the user. ``changed``: whether
+    something had already been changed when it failed (the module reports it)."""
+
+    def __init__(self, msg, changed=False):
+        super(VsphereError, self).__init__(msg)
+        self.changed = changed
 
 
-# What a request to a rebooting host raises: a fault (its session is gone) or a broken connection
-# (refused, reset, TLS, HTTP).
-HOST_GONE = (VsphereError, OSError, EOFError, HTTPException) + (
-    (vmodl.MethodFault,) if PYVMOMI_IMPORT_ERROR is None else ())
+class ConnectionLost(VsphereError):
+    """The connection to vSphere broke during a request (refused, reset, TLS, HTTP)."""
+
+
+# What a broken connection raises: socket and TLS errors, http.client's, and requests'
+# ConnectionError (an OSError subclass) where a proxy or stub uses requests.
+CONNECTION_ERRORS = (OSError, EOFError, HTTPException)
+# What a request to a rebooting host raises: a fault (its session is gone) or a broken connection.
+HOST_GONE = (VsphereError,) + CONNECTION_ERRORS + ((vmodl.MethodFault,) if PYVMOMI_IMPORT_ERROR is None else ())
+
+
+def _translate(what, exc):
+    """The VsphereError for a fault or broken connection while doing ``what``; None for others."""
+    if PYVMOMI_IMPORT_ERROR is None and isinstance(exc, vmodl.MethodFault):
+        return VsphereError("%s failed: %s" % (what, fault_text(exc)))
+    if isinstance(exc, CONNECTION_ERRORS):
+        return ConnectionLost("%s failed: the connection to vSphere broke: %s: %s" % (what, type(exc).__name__, exc))
+    return None
+
+
+def _guarded(what, func, args, kwargs):
+    try:
+        return func(*args, **kwargs)
+    except VsphereError:
+        raise
+    except Exception as exc:  # pylint: disable=broad-except  # re-raised as it is unless a fault or a broken connection
+        error = _translate(what, exc)
+        if error is None:
+            raise
+        raise error
+
+
+def translated(what):
+    """Decorator: a vSphere fault or a broken connection raised anywhere in the function (a plain
+    property read of a managed object is a request too) becomes a VsphereError naming ``what``."""
+    def decorate(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            return _guarded(what, func, args, kwargs)
+        return wrapper
+    return decorate
 
 
 def vsphere_argument_spec(**extra):
@@ -71,20 +114,25 @@ def fault_text(exc):
 
 
 def wait(task, what):
-    """Wait for a task (pyVim's WaitForTask: property-collector updates, no polling loop)."""
-    try:
-        WaitForTask(task)
-    except vmodl.MethodFault as exc:
-        raise VsphereError("%s failed: %s" % (what, fault_text(exc)))
+    """Wait for a task (pyVim's WaitForTask: property-collector updates, no polling loop) and
+    return its result; its fault, or a broken connection, is a VsphereError (ConnectionLost)."""
+    return call(what, _wait_result, task)
+
+
+def _wait_result(task):
+    WaitForTask(task)
     return task.info.result
 
 
 def call(what, method, *args, **kwargs):
-    """A synchronous API call whose fault becomes a VsphereError naming what was attempted."""
-    try:
-        return method(*args, **kwargs)
-    except vmodl.MethodFault as exc:
-        raise VsphereError("%s failed: %s" % (what, fault_text(exc)))
+    """A synchronous API call whose fault (or broken connection: ConnectionLost) becomes a
+    VsphereError naming what was attempted."""
+    return _guarded(what, method, args, kwargs)
+
+
+def run_task(what, method, *args, **kwargs):
+    """Start a task (the call itself can fault: InvalidState, NotAuthenticated) and wait for it."""
+    return wait(call(what, method, *args, **kwargs), what)
 
 
 def retrieve(content, wanted):
@@ -121,6 +169,7 @@ def _named(content, vimtype):
         view.Destroy()
 
 
+@translated("looking up the ESXi host")
 def find_host(content, esxi_hostname=None):
     """The HostSystem named esxi_hostname; without a name, the only host (as on a direct ESXi login)."""
     hosts = _named(content, vim.HostSystem)
@@ -136,19 +185,34 @@ def find_host(content, esxi_hostname=None):
     return hosts[0][0]
 
 
+@translated("looking up the virtual machine")
 def find_vm(content, name=None, uuid=None):
-    """The VirtualMachine by BIOS uuid or by name (a name that matches several VMs is refused)."""
+    """The VirtualMachine by BIOS uuid or by name. A uuid or a name that several VMs have is
+    refused (clones can keep their source's BIOS uuid)."""
     if uuid:
-        vm = content.searchIndex.FindByUuid(None, uuid, True, False)
-        if vm is None:
+        found = call("looking up the VM with uuid %s" % uuid, content.searchIndex.FindAllByUuid, None, uuid, True, False)
+        if not found:
             raise VsphereError("no virtual machine with uuid %s" % uuid)
-        return vm
+        if len(found) > 1:
+            raise VsphereError("%d virtual machines have the BIOS uuid %s (%s); give each clone its own uuid, "
+                               "or name the VM by vm_name instead" % (len(found), uuid, ", ".join(_names(content, found))))
+        return found[0]
     found = [vm for vm, vm_name in _named(content, vim.VirtualMachine) if vm_name == name]
     if not found:
         raise VsphereError("no virtual machine named %r" % name)
     if len(found) > 1:
         raise VsphereError("%d virtual machines are named %r; give vm_uuid instead" % (len(found), name))
     return found[0]
+
+
+def _names(content, objs):
+    """The names of several objects of one type, in one request (moId where a name is unset)."""
+    pc = vmodl.query.PropertyCollector
+    spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=obj, skip=False) for obj in objs],
+                         propSet=[pc.PropertySpec(type=type(objs[0]), pathSet=["name"])])
+    found = call("reading names", content.propertyCollector.RetrieveContents, [spec]) or []
+    names = dict((item.obj._moId, item.propSet[0].val) for item in found if item.propSet)  # pylint: disable=protected-access
+    return [names.get(obj._moId, obj._moId) for obj in objs]  # pylint: disable=protected-access
 
 
 def signed16(value):
@@ -179,6 +243,7 @@ class HostApi:
     """One ESXi host as _esxi.run_* use it: bulk reads, one batched passthrough update, graphics
     update, maintenance mode and reboot. Raw pyVmomi data out, plain values in."""
 
+    @translated("connecting to the host")
     def __init__(self, params, connector=None):
         self._params = params
         self._connector = connector or connect
@@ -186,6 +251,7 @@ class HostApi:
         self.host = find_host(self.content, params.get("esxi_hostname"))
         self._passthru = self._graphics = None
 
+    @translated("reading the host")
     def read(self):
         """A dict: the HOST_PATHS properties plus ``pciPassthruInfo``, ``graphicsConfig``, ``graphicsInfo``."""
         if self._passthru is None:
@@ -206,6 +272,7 @@ class HostApi:
             props.update(found.get(pair[0]._moId, {}))  # pylint: disable=protected-access
         return props
 
+    @translated("reading the vGPU profiles")
     def vgpu_profiles(self, parent):
         """The vGPU profiles VMs on this host may use: QueryConfigTarget(host) on the environment
         browser of the host's compute resource, as VM configuration sees them."""
@@ -216,12 +283,19 @@ class HostApi:
         target = call("QueryConfigTarget", browser.QueryConfigTarget, host=self.host)
         return [t.vgpu for t in (getattr(target, "sharedGpuPassthroughTypes", None) or [])]
 
+    @translated("UpdatePassthruConfig")
     def update_passthru(self, changes):
-        """All changes in one UpdatePassthruConfig: ``[(pci_id, enabled, apply_now)]``."""
-        configs = [vim.host.PciPassthruConfig(id=pci_id, passthruEnabled=enabled, applyNow=apply_now)
-                   for pci_id, enabled, apply_now in changes]
+        """All changes in one UpdatePassthruConfig: ``[(pci_id, enabled, apply_now, label)]``; a
+        label of None leaves the device's hardwareLabel as it is ("" clears it)."""
+        configs = []
+        for pci_id, enabled, apply_now, label in changes:
+            config = vim.host.PciPassthruConfig(id=pci_id, passthruEnabled=enabled, applyNow=apply_now)
+            if label is not None:
+                config.hardwareLabel = label
+            configs.append(config)
         call("UpdatePassthruConfig", self._passthru.UpdatePassthruConfig, configs)
 
+    @translated("UpdateGraphicsConfig")
     def update_graphics(self, default_type, policy, device_types):
         """UpdateGraphicsConfig with the whole configuration (device_types: ``{pci_id: type}``)."""
         if self._graphics is None:
@@ -232,15 +306,26 @@ class HostApi:
                         for k, v in sorted(device_types.items())])
         call("UpdateGraphicsConfig", self._graphics.UpdateGraphicsConfig, config)
 
+    @translated("entering maintenance mode")
     def enter_maintenance(self, timeout):
-        wait(self.host.EnterMaintenanceMode_Task(timeout=int(timeout)), "entering maintenance mode")
+        run_task("entering maintenance mode", self.host.EnterMaintenanceMode_Task, timeout=int(timeout))
 
+    @translated("exiting maintenance mode")
     def exit_maintenance(self, timeout):
-        wait(self.host.ExitMaintenanceMode_Task(timeout=int(timeout)), "exiting maintenance mode")
+        run_task("exiting maintenance mode", self.host.ExitMaintenanceMode_Task, timeout=int(timeout))
 
+    @translated("RebootHost_Task")
     def reboot(self):
-        """RebootHost_Task without force: the host must be in maintenance mode."""
-        wait(self.host.RebootHost_Task(force=False), "RebootHost_Task")
+        """RebootHost_Task without force (the host must be in maintenance mode). Returns True when
+        the task's success was seen, False when the connection broke after the task was submitted:
+        on a direct ESXi login the host can go down before its answer arrives, so the caller goes
+        on waiting for the host to come back (boot_state) rather than failing."""
+        task = call("RebootHost_Task", self.host.RebootHost_Task, force=False)
+        try:
+            wait(task, "RebootHost_Task")
+        except ConnectionLost:
+            return False  # the host is going down
+        return True
 
     def boot_state(self):
         """(connection state, boot time), or None while the host cannot be reached. On a direct

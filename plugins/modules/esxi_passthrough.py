@@ -14,13 +14,22 @@ version_added: 0.1.0
 description:
   - Enables (or disables) PCI passthrough (DirectPath I/O) for devices of one ESXi host, so that
     VMs can be given them (see M(passthrough.gpu.esxi_vm_passthrough)).
-  - All device changes go to the host in one C(UpdatePassthruConfig) call, all or nothing; the
+  - All device changes (and hardware labels) go to the host in one C(UpdatePassthruConfig) call; the
     host's state is read in bulk before and once after, so the number of API requests does not grow
     with the number of devices.
+  - ESXi documents no all-or-nothing guarantee for that call (only the collection's simulator gives
+    one). When it fails, the module reads the host back and, if part of the batch was applied anyway,
+    fails with C(changed=true) naming those devices.
   - Refuses, before changing anything, a device name that matches nothing or several different
     devices, and enabling a device the host reports as not passthrough-capable.
   - Without O(apply_now), a change takes effect at the next host reboot; RV(reboot_required) says when
-    one is due. The module reboots only when O(reboot=true) and a reboot is due.
+    one is due. The module reboots only when O(reboot=true) and a reboot is due, which it decides from
+    the host's state read back after the change (ESXi ignores C(applyNow) for a device it cannot
+    hot-apply).
+  - C(changed) compares the host's state before and after the run (and is true after a reboot), so
+    a change sent again that the host did not take (C(applyNow) ignored) is no change.
+  - A failure after something was changed (a later call, maintenance mode, the reboot) fails with
+    C(changed=true), and the message says what was already done.
   - Optionally sets the host graphics configuration (C(UpdateGraphicsConfig)) used for vGPU.
 author:
   - passthrough.gpu maintainers (@passthrough-gpu)
@@ -30,10 +39,11 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Same result shape; nothing is changed. Device states (and RV(rebooted)) are predicted.
+    details: Same result shape; nothing is changed. Device states (and RV(rebooted)) are predicted,
+      assuming the host honours O(apply_now).
   diff_mode:
     support: full
-    details: Per device its C(enabled) and C(active) state, and the graphics configuration.
+    details: Per device its C(enabled) and C(active) state and hardware label, and the graphics configuration.
   idempotent:
     support: full
 options:
@@ -67,12 +77,24 @@ options:
       - ESXi cannot do this for every device; RV(devices[].active) and RV(reboot_required) tell.
     type: bool
     default: false
+  hardware_label:
+    description:
+      - The hardware label (C(hardwareLabel), ESXi and API 7.0.2 or later) every device in O(devices) is
+        to have, set in the same C(UpdatePassthruConfig) call. A VM's Dynamic DirectPath device with a
+        custom label (M(passthrough.gpu.esxi_vm_passthrough) C(label)) gets only a host device with
+        that hardware label; C(QueryConfigTarget) reports it as the device's C(customLabel).
+      - V("") removes the label. Left out, labels are not touched.
+      - The label is read back; a host that does not keep it (older ESXi) is an error.
+    type: str
   graphics_type:
     description:
       - The host's default graphics type. V(sharedDirect) (esxcli's C(SharedPassthru)) is what NVIDIA
         vGPU needs; V(shared) is VMware's own shared graphics (vSGA).
-      - On ESXi a new type takes effect when Xorg restarts or the host reboots, so a change sets
-        RV(reboot_required).
+      - On ESXi a new type takes effect when Xorg restarts or the host reboots. While a GPU of the host
+        runs in another shared type (C(graphicsInfo)) than the configured one, RV(reboot_required) is
+        true, in this run and the following ones, and O(reboot=true) reboots the host.
+      - GPUs in C(basic) (no shared-graphics driver, such as the NVIDIA vGPU manager) or C(direct)
+        (passed through) do not follow the graphics type and never make a reboot due.
       - Left out, the graphics configuration is not touched.
     type: str
     choices: [shared, sharedDirect]
@@ -84,10 +106,13 @@ options:
     choices: [performance, consolidation]
   reboot:
     description:
-      - "Reboot the host when a change made now or earlier waits for one (for the devices named here, or
-        a graphics type changed by this run): enter maintenance mode (running VMs must be moved or
-        stopped first, by DRS or by you), C(RebootHost_Task), wait until the host is connected again
-        with a new boot time, and leave maintenance mode if this module entered it."
+      - "Reboot the host when a change made now or earlier waits for one (the passthrough of the devices
+        named here, as read back after the change; or, when O(graphics_type) or O(assignment_policy) is
+        given, a GPU's graphics type): enter maintenance mode (running VMs must be moved or stopped
+        first, by DRS or by you), C(RebootHost_Task), wait until the host is connected again with a new
+        boot time, and leave maintenance mode if this module entered it."
+      - On a direct ESXi login the connection may break while the host goes down; the module then
+        logs in again until the host is back, within O(reboot_timeout).
       - Never reboots when nothing waits for a reboot.
     type: bool
     default: false
@@ -132,6 +157,14 @@ EXAMPLES = r"""
         esxi_hostname: esxi01.example.com
         devices: ["A100"]
         apply_now: true
+
+    - name: Label the T4s for Dynamic DirectPath VMs that ask for "t4", now or by a reboot
+      passthrough.gpu.esxi_passthrough:
+        esxi_hostname: esxi01.example.com
+        devices: ["10de:1eb8"]
+        hardware_label: t4
+        apply_now: true
+        reboot: true
 
     - name: Give the T4s to vGPU instead
       passthrough.gpu.esxi_passthrough:
@@ -187,6 +220,10 @@ devices:
       description: Whether passthrough is in effect (it differs from RV(devices[].enabled) until a reboot).
       type: bool
       sample: false
+    hardware_label:
+      description: The device's hardware label (ESXi 7.0.2 or later); null when it has none.
+      type: str
+      sample: t4
 graphics:
   description: The host graphics configuration after the change; null when the host has no graphics manager.
   returned: always
@@ -205,7 +242,8 @@ graphics:
       type: dict
       sample: {"0000:af:00.0": sharedDirect}
 reboot_required:
-  description: Whether a named device's passthrough, or a graphics type changed by this run, waits for a host reboot.
+  description: Whether a named device's passthrough, or (when O(graphics_type) or O(assignment_policy) is given)
+    a GPU's graphics type, waits for a host reboot.
   returned: always
   type: bool
   sample: true
@@ -227,6 +265,7 @@ def argument_spec():
         devices={"type": "list", "elements": "str"},
         state={"type": "str", "choices": ["enabled", "disabled"], "default": "enabled"},
         apply_now={"type": "bool", "default": False},
+        hardware_label={"type": "str"},
         graphics_type={"type": "str", "choices": ["shared", "sharedDirect"]},
         assignment_policy={"type": "str", "choices": ["performance", "consolidation"]},
         reboot={"type": "bool", "default": False},
@@ -236,11 +275,12 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
-                           required_one_of=[("devices", "graphics_type", "assignment_policy")])
+                           required_one_of=[("devices", "graphics_type", "assignment_policy")],
+                           required_by={"hardware_label": "devices"})
     try:
         result = _esxi.run_passthrough(module.params, _vsphere.HostApi(module.params), module.check_mode)
     except _vsphere.VsphereError as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=str(exc), changed=exc.changed)
     for warning in result.pop("warnings"):
         module.warn(warning)
     module.exit_json(**result)

@@ -111,6 +111,11 @@ passthrough:
           description: Whether passthrough is in effect.
           type: bool
           sample: true
+        hardware_label:
+          description: The device's hardware label (ESXi 7.0.2 or later), which a VM's Dynamic DirectPath
+            custom label must match; null when it has none.
+          type: str
+          sample: t4
         graphics_type:
           description: The type a GPU runs in now, from the graphics manager's C(graphicsInfo)
             (C(basic), C(shared), C(direct), C(sharedDirect)); null for devices it does not list.
@@ -139,7 +144,9 @@ passthrough:
       elements: str
       sample: [grid_t4-1q, grid_t4-2q]
     reboot_required:
-      description: Whether a listed device's passthrough waits for a host reboot (enabled differs from active).
+      description: Whether a listed device's passthrough waits for a host reboot (enabled differs from active),
+        or a listed GPU runs in another shared graphics type than the configured one (ESXi applies it when
+        Xorg restarts or the host reboots).
       type: bool
       sample: false
     host_reboot_required:
@@ -169,7 +176,7 @@ def main():
     try:
         result = _esxi.run_info(module.params, _vsphere.HostApi(module.params))
     except _vsphere.VsphereError as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=str(exc), changed=exc.changed)
     module.exit_json(**result)
 
 

@@ -22,11 +22,16 @@ description:
   - With O(state=present) the VM's memory reservation is locked to its memory size
     (C(memoryReservationLockedToMax)) in the same reconfigure, since a VM with a passthrough device or vGPU
     does not power on otherwise (Reserve all guest memory (All locked)). O(state=absent) leaves the lock.
+  - Devices are only added or removed while the VM is powered off. A running VM that already has the devices
+    asked for but not the lock (its memory is reserved in full, or it would not run) gets the lock alone, in
+    place, since ESXi changes C(memoryReservationLockedToMax) on a running VM.
   - "Refuses before changing anything, all problems in one message: DirectPath (static or Dynamic) and vGPU
     on one VM (also against the devices the VM already has); a static device whose passthrough is not active
     on the VM's host (the message says how to fix it with passthrough.gpu.esxi_passthrough); Dynamic
-    DirectPath on a VM below virtual hardware vmx-17; a vGPU profile the host does not offer (the message
-    lists those it offers); a VM that already has another vGPU profile; a VM that is not powered off."
+    DirectPath on a VM below virtual hardware vmx-17; a Dynamic DirectPath O(devices[].label) that no device
+    offered in the VM's cluster (or standalone host) has as its hardware label (the message lists the labels
+    offered for those ids); a vGPU profile the host does not offer (the message lists those it offers); a VM
+    that already has another vGPU profile; a VM that is not powered off when devices are to change."
   - Idempotent. With O(state=present) a static device already on the VM is not added again, and for Dynamic
     DirectPath the VM gets as many devices of each vendor id, device id and label as are listed. With
     O(state=absent) exactly the devices that match are removed (static by id; Dynamic by ids and label;
@@ -82,8 +87,11 @@ options:
         type: str
       label:
         description:
-          - Dynamic DirectPath I/O. A custom label; the VM then only takes a device whose hardware label on
-            the host is the same.
+          - Dynamic DirectPath I/O. The hardware label of the devices to take (C(customLabel)). On ESXi 7.0.2
+            and later it must match the hardware label the host gives the device (set on the host with
+            passthrough.gpu.esxi_passthrough's C(hardware_label) option), as the cluster's config target
+            (C(QueryConfigTarget), C(dynamicPassthrough[].customLabel)) reports it; a label no offered device
+            of these ids has is refused. Leave it out to take any device with the ids.
         type: str
   vgpu_profile:
     description:
@@ -98,7 +106,8 @@ options:
     choices: [present, absent]
     default: present
 notes:
-  - The VM must be powered off for any change; a powered-off or powered-on VM that needs no change is fine.
+  - The VM must be powered off for a device change; a VM that needs no change is fine in any power state, and a
+    running VM whose only change is the reservation lock gets it without a power cycle.
   - Host side first, with passthrough.gpu.esxi_passthrough; for large BARs also passthrough.gpu.vm_mmio.
 seealso:
   - module: passthrough.gpu.vm_mmio
@@ -121,7 +130,14 @@ EXAMPLES = r"""
     devices:
       - vendor_id: "10de"
         device_id: "1eb8"
-        label: t4
+
+- name: Only T4s that their hosts label "inference" (ESXi 7.0.2+; hardware_label of passthrough.gpu.esxi_passthrough)
+  passthrough.gpu.esxi_vm_passthrough:
+    vm_name: inference-02
+    devices:
+      - vendor_id: "10de"
+        device_id: "1eb8"
+        label: inference
 
 - name: A vGPU profile
   passthrough.gpu.esxi_vm_passthrough:
@@ -178,9 +194,9 @@ devices:
       elements: str
       sample: ["10de:1eb8"]
     label:
-      description: Dynamic DirectPath, the custom label.
+      description: Dynamic DirectPath, the label (the hardware label of the devices it takes).
       type: str
-      sample: t4
+      sample: inference
     vgpu_profile:
       description: vGPU, the profile.
       type: str
@@ -190,7 +206,7 @@ added:
   returned: always
   type: list
   elements: dict
-  sample: [{kind: dynamic, vendor_id: "10de", device_id: "1eb8", allowed: ["10de:1eb8"], label: t4}]
+  sample: [{kind: dynamic, vendor_id: "10de", device_id: "1eb8", allowed: ["10de:1eb8"], label: null}]
 removed:
   description: The devices removed (that would be removed in check mode), shaped as RV(devices).
   returned: always

@@ -46,9 +46,20 @@ def passthru(host):
     return {i.id: (i.passthruEnabled, i.passthruActive) for i in host.configManager.pciPassthruSystem.pciPassthruInfo}
 
 
-def set_passthru(host, ids, enabled=True, apply_now=False):
+def set_passthru(host, ids, enabled=True, apply_now=False, label=None):
     host.configManager.pciPassthruSystem.UpdatePassthruConfig(
-        [vim.host.PciPassthruConfig(id=i, passthruEnabled=enabled, applyNow=apply_now) for i in ids])
+        [vim.host.PciPassthruConfig(id=i, passthruEnabled=enabled, applyNow=apply_now, hardwareLabel=label) for i in ids])
+
+
+def reboot(host):
+    """As esxi_passthrough does: maintenance mode, RebootHost_Task, out again."""
+    WaitForTask(host.EnterMaintenanceMode_Task(timeout=0))
+    WaitForTask(host.RebootHost_Task(force=False))
+    WaitForTask(host.ExitMaintenanceMode_Task(timeout=0))
+
+
+def running_types(host):
+    return {g.pciId: g.graphicsType for g in host.configManager.graphicsManager.graphicsInfo}
 
 
 def config_target(host):
@@ -82,8 +93,8 @@ def static_backing(host, pci_id=A100, **override):
     return PT.DeviceBackingInfo(**fields)
 
 
-def dynamic_backing(vendor=0x10DE, device=0x1EB8):
-    return PT.DynamicBackingInfo(allowedDevice=[PT.AllowedDevice(vendorId=vendor, deviceId=device)], customLabel="t4",
+def dynamic_backing(vendor=0x10DE, device=0x1EB8, label=""):
+    return PT.DynamicBackingInfo(allowedDevice=[PT.AllowedDevice(vendorId=vendor, deviceId=device)], customLabel=label,
                                  deviceName="", useAutoDetect=False)
 
 
@@ -161,6 +172,21 @@ def test_apply_now_activates_at_once_both_ways(si):  # pylint: disable=redefined
     assert passthru(host)[A100] == (False, False)
 
 
+def test_no_apply_now_devices_wait_for_a_reboot_even_with_apply_now():
+    with Vcsim(args=["-no-apply-now", T4 + "," + INTEL]) as sim:
+        service = connect(sim)
+        host = host_of(service)
+        set_passthru(host, [A100, T4, INTEL], apply_now=True)
+        state = passthru(host)
+        assert state[A100] == (True, True) and state[T4] == state[INTEL] == (True, False)
+        assert host.summary.rebootRequired
+        reboot(host)
+        assert passthru(host)[T4] == (True, True) and not host.summary.rebootRequired
+        set_passthru(host, [T4], enabled=False, apply_now=True)  # disabling waits for a reboot too
+        assert passthru(host)[T4] == (False, True)
+        Disconnect(service)
+
+
 def test_non_capable_device_is_refused_and_the_batch_is_not_applied(si):  # pylint: disable=redefined-outer-name
     host = host_of(si)
     with pytest.raises(vim.fault.HostConfigFault) as err:
@@ -184,7 +210,7 @@ def test_disabling_now_a_device_a_running_vm_uses_is_refused(si):  # pylint: dis
 
 # --- graphics and QueryConfigTarget --------------------------------------------------------------
 
-def test_shared_direct_graphics_offers_vgpu_profiles(si):  # pylint: disable=redefined-outer-name
+def test_shared_direct_graphics_offers_vgpu_profiles_after_a_reboot(si):  # pylint: disable=redefined-outer-name
     host = host_of(si)
     graphics = host.configManager.graphicsManager
     assert graphics.graphicsConfig.hostDefaultGraphicsType == "shared"
@@ -194,8 +220,11 @@ def test_shared_direct_graphics_offers_vgpu_profiles(si):  # pylint: disable=red
                                                           sharedPassthruAssignmentPolicy="consolidation"))
     config = graphics.graphicsConfig
     assert (config.hostDefaultGraphicsType, config.sharedPassthruAssignmentPolicy) == ("sharedDirect", "consolidation")
-    assert {g.pciId: g.graphicsType for g in graphics.graphicsInfo} == {A100: "sharedDirect", T4: "sharedDirect",
-                                                                        INTEL: "basic", MATROX: "basic"}
+    # configured, not yet in effect: ESXi needs an Xorg restart or a reboot
+    assert running_types(host) == {A100: "shared", T4: "shared", INTEL: "basic", MATROX: "basic"}
+    assert not config_target(host).sharedGpuPassthroughTypes and not graphics.sharedPassthruGpuTypes
+    reboot(host)
+    assert running_types(host) == {A100: "sharedDirect", T4: "sharedDirect", INTEL: "basic", MATROX: "basic"}
     profiles = [t.vgpu for t in config_target(host).sharedGpuPassthroughTypes]
     assert "grid_a100-4c" in profiles and "grid_t4-2q" in profiles
     assert set(graphics.sharedPassthruGpuTypes) == set(profiles)
@@ -206,6 +235,9 @@ def test_shared_direct_graphics_offers_vgpu_profiles(si):  # pylint: disable=red
     graphics.UpdateGraphicsConfig(vim.host.GraphicsConfig(
         hostDefaultGraphicsType="sharedDirect", sharedPassthruAssignmentPolicy="performance",
         deviceType=[vim.host.GraphicsConfig.DeviceType(deviceId=T4, graphicsType="shared")]))
+    assert running_types(host)[T4] == "sharedDirect"
+    reboot(host)
+    assert running_types(host)[T4] == "shared"
     set_passthru(host, [A100], apply_now=True)
     assert {g.pciId: g.graphicsType for g in graphics.graphicsInfo}[A100] == "direct"
     assert not config_target(host).sharedGpuPassthroughTypes
@@ -347,6 +379,9 @@ def test_vgpu_power_on_needs_a_shared_direct_gpu(si):  # pylint: disable=redefin
     assert isinstance(fault, vim.fault.GenericVmConfigFault) and "sharedDirect" in fault.msg
     host.configManager.graphicsManager.UpdateGraphicsConfig(vim.host.GraphicsConfig(
         hostDefaultGraphicsType="sharedDirect", sharedPassthruAssignmentPolicy="performance"))
+    fault = task_fault(vm.PowerOnVM_Task())  # configured, not in effect before the reboot
+    assert isinstance(fault, vim.fault.GenericVmConfigFault) and "sharedDirect" in fault.msg
+    WaitForTask(host.RebootHost_Task(force=True))
     WaitForTask(vm.PowerOnVM_Task())
     assert vm.runtime.powerState == "poweredOn"
 
@@ -372,6 +407,47 @@ def test_dynamic_direct_path_needs_hardware_version_17(si):  # pylint: disable=r
     set_passthru(host, [T4], apply_now=True)
     WaitForTask(vm.PowerOnVM_Task())
     assert vm.runtime.powerState == "poweredOn"
+
+
+def test_hardware_labels_reach_pci_passthru_info_config_target_and_power_on(si):  # pylint: disable=redefined-outer-name
+    """hardwareLabel (API 7.0.2) is read from the request's XML (govmomi 0.24.2's types lack it),
+    reported in pciPassthruInfo and as QueryConfigTarget's dynamicPassthrough customLabel, and a
+    Dynamic DirectPath backing with a customLabel powers on only with a device of that label."""
+    host = host_of(si)
+    set_passthru(host, [T4], apply_now=True, label="t4-inference")
+    set_passthru(host, [A100], apply_now=True)  # no label element: none set, none changed
+    labels = {i.id: i.hardwareLabel for i in host.configManager.pciPassthruSystem.pciPassthruInfo}
+    assert labels[T4] == "t4-inference" and labels[A100] is None
+    assert {i.id: i.hardwareLabel for i in host.config.pciPassthruInfo}[T4] == "t4-inference"
+    assert {(d.deviceId, d.customLabel) for d in config_target(host).dynamicPassthrough} == {
+        (0x1EB8, "t4-inference"), (0x20F1, None)}
+
+    vm = off_vm(si)
+    reconfigure(vm, deviceChange=[add_spec(dynamic_backing(label="t4-training"))], memoryReservationLockedToMax=True)
+    fault = task_fault(vm.PowerOnVM_Task())
+    assert isinstance(fault, vim.fault.GenericVmConfigFault) and 'hardware label "t4-training"' in fault.msg
+    set_passthru(host, [T4], label="t4-training")  # relabelled, passthrough untouched
+    assert passthru(host)[T4] == (True, True)
+    WaitForTask(vm.PowerOnVM_Task())
+    WaitForTask(vm.PowerOffVM_Task())
+    set_passthru(host, [T4], label="")  # an empty label removes it
+    assert {i.id: i.hardwareLabel for i in host.configManager.pciPassthruSystem.pciPassthruInfo}[T4] is None
+    fault = task_fault(vm.PowerOnVM_Task())
+    assert isinstance(fault, vim.fault.GenericVmConfigFault)
+    # a refused batch sets no label
+    with pytest.raises(vim.fault.HostConfigFault):
+        set_passthru(host, [T4, MATROX], label="t4-training")
+    assert {i.id: i.hardwareLabel for i in host.configManager.pciPassthruSystem.pciPassthruInfo}[T4] is None
+
+
+def test_find_all_by_uuid_lists_clones_that_share_a_bios_uuid(si):  # pylint: disable=redefined-outer-name
+    index = si.RetrieveContent().searchIndex
+    first, second = find(si, vim.VirtualMachine, "DC0_H0_VM0"), find(si, vim.VirtualMachine, "DC0_H0_VM1")
+    assert [vm._moId for vm in index.FindAllByUuid(None, first.config.uuid, True, False)] == [first._moId]  # pylint: disable=protected-access
+    reconfigure(second, uuid=first.config.uuid)
+    assert sorted(vm.name for vm in index.FindAllByUuid(None, first.config.uuid, True, False)) == ["DC0_H0_VM0", "DC0_H0_VM1"]
+    assert list(index.FindAllByUuid(None, "no-such-uuid", True, False)) == []
+    assert [vm.name for vm in index.FindAllByUuid(None, first.config.instanceUuid, True, True)] == ["DC0_H0_VM0"]
 
 
 def test_create_vm_with_direct_path_and_vgpu_is_refused(si):  # pylint: disable=redefined-outer-name

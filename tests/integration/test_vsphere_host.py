@@ -16,6 +16,7 @@ import pytest
 from pyVim.connect import Disconnect
 from pyVmomi import vim
 
+from ansible_collections.passthrough.gpu.plugins.module_utils import _vsphere
 from helpers import REPO, ansible_module, run_playbook
 from vcsim import Vcsim, find
 
@@ -96,10 +97,48 @@ def test_graphics_through_the_action_group(vcsim, pyvmomi, tmp_path):
                   "validate_certs": env.pop("VMWARE_VALIDATE_CERTS") == "true"}
     # the parent's environment must not hand the connection over either
     assert not any(k.startswith("VMWARE_") for k in os.environ)
+    host = pyvmomi("DC0_C0_H0")
+    boot = host.host.runtime.bootTime
+    start = len(vcsim.requests())
     run_phases(tmp_path, ["graphics"], {}, esxi_passthrough_host="DC0_C0_H0", esxi_passthrough_connection=connection)
-    config = pyvmomi("DC0_C0_H0").host.configManager.graphicsManager.graphicsConfig
+    config = host.host.configManager.graphicsManager.graphicsConfig
     assert (config.hostDefaultGraphicsType, config.sharedPassthruAssignmentPolicy) == ("sharedDirect", "consolidation")
+    assert {g.pciId: g.graphicsType for g in host.host.configManager.graphicsManager.graphicsInfo}[T4] == "sharedDirect"
+    requests = vcsim.requests()[start:]
+    assert requests.count("UpdateGraphicsConfig") == 1 and requests.count("RebootHost_Task") == 1
+    assert host.host.runtime.bootTime > boot and not host.host.runtime.inMaintenanceMode
     assert pyvmomi("DC0_H0").host.configManager.graphicsManager.graphicsConfig.hostDefaultGraphicsType == "shared"
+
+
+def test_apply_now_the_host_ignores_ends_in_a_reboot(tmp_path):
+    with Vcsim(args=["-no-apply-now", T4]) as sim:
+        run_phases(tmp_path, ["apply_now"], sim.env(), esxi_passthrough_host="DC0_H0")
+        requests = sim.requests()
+        assert requests.count("UpdatePassthruConfig") == 3  # sent by the runs that found it not active
+        assert requests.count("RebootHost_Task") == 1
+
+
+def test_hardware_label_in_the_same_batch_and_in_the_config_target(vcsim, pyvmomi, tmp_path):
+    host = pyvmomi("DC0_C0_H1")
+    start = len(vcsim.requests())
+    run_phases(tmp_path, ["label"], vcsim.env(), esxi_passthrough_host="DC0_C0_H1")
+    assert vcsim.requests()[start:].count("UpdatePassthruConfig") == 1
+    assert host.passthru()[T4] == (True, True)
+    target = host.host.parent.environmentBrowser.QueryConfigTarget(host=host.host)
+    assert [(d.deviceId, d.customLabel) for d in target.dynamicPassthrough] == [(0x1EB8, "t4-inference")]
+
+
+def test_find_vm_refuses_a_uuid_that_clones_share(vcsim, pyvmomi):
+    si = pyvmomi("DC0_H0").si
+    content = si.RetrieveContent()
+    first, second = find(si, vim.VirtualMachine, "DC0_C0_RP0_VM0"), find(si, vim.VirtualMachine, "DC0_C0_RP0_VM1")
+    uuid = first.config.uuid
+    assert _vsphere.find_vm(content, uuid=uuid) == first
+    task = second.ReconfigVM_Task(vim.vm.ConfigSpec(uuid=uuid))
+    _vsphere.wait(task, "giving the clone its source's uuid")
+    with pytest.raises(_vsphere.VsphereError, match="^2 virtual machines have the BIOS uuid %s " % uuid) as err:
+        _vsphere.find_vm(content, uuid=uuid)
+    assert "DC0_C0_RP0_VM0" in str(err.value) and "DC0_C0_RP0_VM1" in str(err.value)
 
 
 def test_refusals_send_no_change(vcsim, pyvmomi, tmp_path):

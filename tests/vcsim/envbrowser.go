@@ -39,7 +39,8 @@ func (b *envBrowser) hosts() []types.ManagedObjectReference {
 // QueryConfigTarget keeps the stock answer and adds, per host:
 //   - pciPassthrough: devices whose passthrough is active, with the host's systemId (static DirectPath);
 //   - dynamicPassthrough: the same devices by vendor and device id (Dynamic DirectPath); the ids are
-//     the unsigned 16-bit values, as VirtualPCIPassthroughAllowedDevice takes them;
+//     the unsigned 16-bit values, as VirtualPCIPassthroughAllowedDevice takes them, and customLabel
+//     the device's hardware label (set with UpdatePassthruConfig), as ESXi 7.0.2 and later report it;
 //   - sharedGpuPassthroughTypes: vGPU profiles of the GPUs now in sharedDirect mode.
 func (b *envBrowser) QueryConfigTarget(ctx *simulator.Context, req *types.QueryConfigTarget) soap.HasFault {
 	res := b.EnvironmentBrowser.QueryConfigTarget(ctx, req)
@@ -83,6 +84,7 @@ func (b *envBrowser) QueryConfigTarget(ctx *simulator.Context, req *types.QueryC
 				DeviceName:               d.DeviceName,
 				VendorId:                 int32(uint16(d.VendorId)),
 				DeviceId:                 int32(uint16(d.DeviceId)),
+				CustomLabel:              gh.hardwareLabel(d.Id),
 			})
 		}
 		for _, p := range gh.offeredProfiles() {

@@ -108,6 +108,19 @@ const (
 	gfxSharedDirect = "sharedDirect"
 )
 
+// HostPciPassthruInfo is types.HostPciPassthruInfo with the hardwareLabel (API 7.0.2) that
+// govmomi 0.24.2's type lacks. The encoder names an element's xsi:type after the Go type's name,
+// so this type, named as the vSphere one, reaches clients as a HostPciPassthruInfo with a
+// hardwareLabel element after passthruActive, where the WSDL has it.
+type HostPciPassthruInfo struct {
+	types.HostPciPassthruInfo
+	HardwareLabel string `xml:"hardwareLabel,omitempty"`
+}
+
+// noApplyNow are the PCI ids whose applyNow the hosts ignore (-no-apply-now): ESXi does so for a
+// device it cannot hot-(un)plug, whose change is then active only after a reboot.
+var noApplyNow = map[string]bool{}
+
 // gpuHost is the state of one host. Its mutex is also the lock the simulator takes around calls on
 // the host's two managers (they implement sync.Locker through it), so a manager method can update
 // both managers' properties at once without a lock-order problem. Lock order: gpuHost, then the
@@ -117,6 +130,7 @@ type gpuHost struct {
 	host     types.ManagedObjectReference
 	passthru *pciPassthruSystem
 	graphics *graphicsManager
+	running  map[string]string // per vGPU-capable GPU, the configured graphics type as of the last boot
 }
 
 var gpuHosts = struct {
@@ -138,7 +152,7 @@ func attachHost(host *simulator.HostSystem) {
 		gpuHosts.Unlock()
 		return
 	}
-	gh := &gpuHost{host: host.Self}
+	gh := &gpuHost{host: host.Self, running: map[string]string{}}
 	gpuHosts.m[host.Self] = gh
 	gpuHosts.Unlock()
 
@@ -158,10 +172,12 @@ func attachHost(host *simulator.HostSystem) {
 		host.Hardware = &hw
 		for _, d := range hw.PciDevice {
 			gpu := findGPU(d.Id)
-			gh.passthru.PciPassthruInfo = append(gh.passthru.PciPassthruInfo, &types.HostPciPassthruInfo{
-				Id:              d.Id,
-				DependentDevice: d.Id, // no device here depends on another function
-				PassthruCapable: gpu != nil && gpu.capable,
+			gh.passthru.PciPassthruInfo = append(gh.passthru.PciPassthruInfo, &HostPciPassthruInfo{
+				HostPciPassthruInfo: types.HostPciPassthruInfo{
+					Id:              d.Id,
+					DependentDevice: d.Id, // no device here depends on another function
+					PassthruCapable: gpu != nil && gpu.capable,
+				},
 			})
 		}
 		if host.Config.GraphicsConfig != nil {
@@ -173,6 +189,9 @@ func attachHost(host *simulator.HostSystem) {
 			}
 		}
 	})
+	gh.Lock()
+	gh.boot() // the host was booted with the configuration it has
+	gh.Unlock()
 
 	// Unique references: the ESX template names these managers ha-pcipassthrusystem and
 	// ha-graphics-manager for every host, and nothing answers at those names in stock vcsim.
@@ -202,15 +221,64 @@ func detachHost(ref types.ManagedObjectReference) {
 
 // passthruInfo returns the entry for a PCI id, or nil. Caller holds gh.
 func (gh *gpuHost) passthruInfo(id string) *types.HostPciPassthruInfo {
+	if info := gh.labeledInfo(id); info != nil {
+		return &info.HostPciPassthruInfo
+	}
+	return nil
+}
+
+// labeledInfo is passthruInfo with the hardware label. Caller holds gh.
+func (gh *gpuHost) labeledInfo(id string) *HostPciPassthruInfo {
 	for _, b := range gh.passthru.PciPassthruInfo {
-		if info := b.GetHostPciPassthruInfo(); info.Id == id {
+		if info, ok := b.(*HostPciPassthruInfo); ok && info.Id == id {
 			return info
 		}
 	}
 	return nil
 }
 
-// graphicsType is the type a GPU runs in now. Caller holds gh.
+// hardwareLabel is the label set for a device by UpdatePassthruConfig ("" for none). Caller holds gh.
+func (gh *gpuHost) hardwareLabel(id string) string {
+	if info := gh.labeledInfo(id); info != nil {
+		return info.HardwareLabel
+	}
+	return ""
+}
+
+// setLabels stores hardware labels ({PCI id: label}) sent with a successful UpdatePassthruConfig.
+// Caller holds gh.
+func (gh *gpuHost) setLabels(labels map[string]string) {
+	for id, label := range labels {
+		if info := gh.labeledInfo(id); info != nil {
+			info.HardwareLabel = label
+		}
+	}
+	gh.publish()
+}
+
+// configuredType is the graphics type the configuration gives a vGPU-capable GPU. Caller holds gh.
+func (gh *gpuHost) configuredType(d *gpuDevice) string {
+	for _, t := range gh.graphics.GraphicsConfig.DeviceType {
+		if t.DeviceId == d.pci.Id {
+			return t.GraphicsType
+		}
+	}
+	return gh.graphics.GraphicsConfig.HostDefaultGraphicsType
+}
+
+// boot makes the configured graphics types the ones the GPUs run in: ESXi applies a new
+// graphics configuration when Xorg restarts, which a host reboot does. Caller holds gh.
+func (gh *gpuHost) boot() {
+	for i := range gpuDevices {
+		if d := &gpuDevices[i]; len(d.profiles) > 0 {
+			gh.running[d.pci.Id] = gh.configuredType(d)
+		}
+	}
+	gh.publish()
+}
+
+// graphicsType is the type a GPU runs in now: direct while its passthrough is active, basic
+// without vGPU support, else its configured type as of the last boot. Caller holds gh.
 func (gh *gpuHost) graphicsType(d *gpuDevice) string {
 	if info := gh.passthruInfo(d.pci.Id); info != nil && info.PassthruActive {
 		return gfxDirect
@@ -218,12 +286,10 @@ func (gh *gpuHost) graphicsType(d *gpuDevice) string {
 	if len(d.profiles) == 0 {
 		return gfxBasic
 	}
-	for _, t := range gh.graphics.GraphicsConfig.DeviceType {
-		if t.DeviceId == d.pci.Id {
-			return t.GraphicsType
-		}
+	if t, ok := gh.running[d.pci.Id]; ok {
+		return t
 	}
-	return gh.graphics.GraphicsConfig.HostDefaultGraphicsType
+	return gh.configuredType(d)
 }
 
 // offeredProfiles are the vGPU profiles of the GPUs now in sharedDirect mode, in the device
@@ -272,9 +338,13 @@ func (gh *gpuHost) publish() {
 	pending := false
 	var passthru []types.BaseHostPciPassthruInfo
 	for _, b := range gh.passthru.PciPassthruInfo {
-		info := *b.GetHostPciPassthruInfo() // a copy: the host is read under its own lock
-		pending = pending || info.PassthruEnabled != info.PassthruActive
-		passthru = append(passthru, &info)
+		info, ok := b.(*HostPciPassthruInfo)
+		if !ok {
+			continue
+		}
+		copied := *info // a copy: the host is read under its own lock
+		pending = pending || copied.PassthruEnabled != copied.PassthruActive
+		passthru = append(passthru, &copied)
 	}
 	cfg := *gh.graphics.GraphicsConfig
 	cfg.DeviceType = append([]types.HostGraphicsConfigDeviceType(nil), cfg.DeviceType...)

@@ -22,6 +22,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"reflect"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -110,6 +111,14 @@ func (g *guard) intercept(w http.ResponseWriter, r *http.Request, method *simula
 	var name string
 	var refused *refusal
 	switch req := method.Body.(type) {
+	case *types.UpdatePassthruConfig:
+		return g.updatePassthruConfig(w, r, req)
+	case *types.FindAllByUuid:
+		if !g.authenticated(r) {
+			return false
+		}
+		writeRefsResponse(w, method.Name, findAllByUUID(req))
+		return true
 	case *types.RebootHost_Task:
 		host, ok := simulator.Map.Get(req.This).(*simulator.HostSystem)
 		if !ok || !g.authenticated(r) {
@@ -151,14 +160,127 @@ func (g *guard) authenticated(r *http.Request) bool {
 
 // writeTaskResponse answers a *_Task call with its task, in the envelope vcsim uses.
 func writeTaskResponse(w http.ResponseWriter, method string, task types.ManagedObjectReference) {
+	writeRefsResponse(w, method, []types.ManagedObjectReference{task})
+}
+
+// writeRefsResponse answers a call whose result is managed object references (none, one or more).
+func writeRefsResponse(w http.ResponseWriter, method string, refs []types.ManagedObjectReference) {
+	var vals strings.Builder
+	for _, ref := range refs {
+		vals.WriteString(`<returnval type="`)
+		_ = xml.EscapeText(&vals, []byte(ref.Type))
+		vals.WriteString(`">`)
+		_ = xml.EscapeText(&vals, []byte(ref.Value))
+		vals.WriteString(`</returnval>`)
+	}
 	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+
 		`<soapenv:Envelope xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/" `+
 		`xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" `+
 		`xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>`+
-		`<%sResponse xmlns="urn:vim25"><returnval type="Task">%s</returnval></%sResponse>`+
-		`</soapenv:Body></soapenv:Envelope>`, method, task.Value, method)
+		`<%sResponse xmlns="urn:vim25">%s</%sResponse>`+
+		`</soapenv:Body></soapenv:Envelope>`, method, vals.String(), method)
+}
+
+// updatePassthruConfig passes the call to the simulator and, once it succeeded, stores the
+// hardwareLabel of each config that has one: govmomi 0.24.2's HostPciPassthruConfig has no such
+// field, so the simulator's decoder drops it and only the request's XML has it.
+func (g *guard) updatePassthruConfig(w http.ResponseWriter, r *http.Request, req *types.UpdatePassthruConfig) bool {
+	system, ok := simulator.Map.Get(req.This).(*pciPassthruSystem)
+	if !ok {
+		return false
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return false
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	labels := passthruLabels(body)
+	rec := httptest.NewRecorder()
+	g.next.ServeHTTP(rec, r)
+	if rec.Code == http.StatusOK && len(labels) > 0 {
+		system.gh.Lock()
+		system.gh.setLabels(labels)
+		system.gh.Unlock()
+	}
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
+	return true
+}
+
+// passthruLabels reads {id: hardwareLabel} from the config elements of an UpdatePassthruConfig
+// request: only configs that carry a hardwareLabel element (an empty one clears the label).
+func passthruLabels(body []byte) map[string]string {
+	labels := map[string]string{}
+	d := xml.NewDecoder(bytes.NewReader(body))
+	var id, label, field string
+	hasLabel, inConfig := false, false
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return labels
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			switch {
+			case t.Name.Local == "config":
+				inConfig, id, label, hasLabel, field = true, "", "", false, ""
+			case inConfig:
+				field = t.Name.Local
+				hasLabel = hasLabel || field == "hardwareLabel"
+			}
+		case xml.CharData:
+			switch field {
+			case "id":
+				id += string(t)
+			case "hardwareLabel":
+				label += string(t)
+			}
+		case xml.EndElement:
+			field = ""
+			if t.Name.Local == "config" && inConfig {
+				if hasLabel && id != "" {
+					labels[strings.TrimSpace(id)] = label
+				}
+				inConfig = false
+			}
+		}
+	}
+}
+
+// findAllByUUID is SearchIndex.FindAllByUuid, which vcsim 0.24.2 lacks: every VM (vmSearch) with
+// the BIOS uuid (or instance uuid), or every host with the hardware uuid. Clones can share a BIOS
+// uuid. The datacenter argument is not used.
+func findAllByUUID(req *types.FindAllByUuid) []types.ManagedObjectReference {
+	var refs []types.ManagedObjectReference
+	kind := "HostSystem"
+	if req.VmSearch {
+		kind = "VirtualMachine"
+	}
+	for _, e := range simulator.Map.All(kind) {
+		match := false
+		switch o := e.(type) {
+		case *simulator.VirtualMachine:
+			simulator.Map.WithLock(o, func() {
+				if req.InstanceUuid != nil && *req.InstanceUuid {
+					match = o.Config.InstanceUuid == req.Uuid
+				} else {
+					match = o.Config.Uuid == req.Uuid
+				}
+			})
+		case *simulator.HostSystem:
+			simulator.Map.WithLock(o, func() { match = o.Summary.Hardware.Uuid == req.Uuid })
+		}
+		if match {
+			refs = append(refs, e.Reference())
+		}
+	}
+	sort.Slice(refs, func(i, j int) bool { return refs[i].Value < refs[j].Value })
+	return refs
 }
 
 // failedTask makes a task that has failed with the refusal. Unlike Task.Run, which sets the

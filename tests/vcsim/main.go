@@ -75,7 +75,14 @@ func main() {
 	vms := flag.Int("vm", 2, "VMs per host and per cluster resource pool")
 	trace := flag.Bool("trace", false, "write SOAP traffic to stderr")
 	moreA100 := flag.Int("more-a100", 0, "extra A100s per host, like an 8-GPU server (at most 5; for benchmarks)")
+	noApply := flag.String("no-apply-now", "", "PCI ids (comma-separated) whose applyNow every host ignores, "+
+		"as ESXi does for devices it cannot hot-apply: their passthrough changes are active only after a reboot")
 	flag.Parse()
+	for _, id := range strings.Split(*noApply, ",") {
+		if id = strings.TrimSpace(id); id != "" {
+			noApplyNow[id] = true
+		}
+	}
 	if err := addA100s(*moreA100); err != nil {
 		fmt.Fprintln(os.Stderr, "vcsim-gpu:", err)
 		os.Exit(2)

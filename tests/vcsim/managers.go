@@ -44,9 +44,12 @@ type pciPassthruSystem struct {
 func (p *pciPassthruSystem) Lock()   { p.gh.Lock() }
 func (p *pciPassthruSystem) Unlock() { p.gh.Unlock() }
 
-// UpdatePassthruConfig applies a batch all or nothing, as hostd validates the whole batch first.
-// passthruEnabled changes at once; passthruActive follows it only with applyNow=true, otherwise at
-// the next host reboot (RebootHost_Task). The simulator holds gh during the call.
+// UpdatePassthruConfig applies a batch all or nothing (real hostd may apply part of a batch before
+// it fails; the simulator validates the whole batch first). passthruEnabled changes at once;
+// passthruActive follows it only with applyNow=true and for a device not in -no-apply-now,
+// otherwise at the next host reboot (RebootHost_Task). hardwareLabel, which govmomi 0.24.2's
+// request type drops, is stored by the guard (guard.go) once this call succeeded. The simulator
+// holds gh during the call.
 func (p *pciPassthruSystem) UpdatePassthruConfig(req *types.UpdatePassthruConfig) soap.HasFault {
 	body := new(methods.UpdatePassthruConfigBody)
 	gh := p.gh
@@ -59,7 +62,7 @@ func (p *pciPassthruSystem) UpdatePassthruConfig(req *types.UpdatePassthruConfig
 		case cfg.PassthruEnabled && !info.PassthruCapable:
 			body.Fault_ = hostConfigFault(fmt.Sprintf(
 				"Cannot enable passthrough for PCI device %s on host %s: the device is not passthrough capable.", cfg.Id, gh.hostName()))
-		case !cfg.PassthruEnabled && info.PassthruActive && isTrue(cfg.ApplyNow):
+		case !cfg.PassthruEnabled && info.PassthruActive && isTrue(cfg.ApplyNow) && !noApplyNow[cfg.Id]:
 			if vm := gh.vmUsing(cfg.Id, ""); vm != "" {
 				body.Fault_ = hostConfigFault(fmt.Sprintf(
 					"Cannot disable passthrough for PCI device %s now: it is in use by the powered-on VM %s.", cfg.Id, vm))
@@ -73,7 +76,7 @@ func (p *pciPassthruSystem) UpdatePassthruConfig(req *types.UpdatePassthruConfig
 		cfg := b.GetHostPciPassthruConfig()
 		info := gh.passthruInfo(cfg.Id)
 		info.PassthruEnabled = cfg.PassthruEnabled
-		if isTrue(cfg.ApplyNow) {
+		if isTrue(cfg.ApplyNow) && !noApplyNow[cfg.Id] {
 			info.PassthruActive = cfg.PassthruEnabled
 		}
 	}
@@ -87,13 +90,14 @@ func (p *pciPassthruSystem) Refresh(*types.Refresh) soap.HasFault {
 	return &methods.RefreshBody{Res: new(types.RefreshResponse)}
 }
 
-// activate makes every pending passthrough change active, as a host reboot does. Caller holds gh.
+// activate makes every pending passthrough change and the graphics configuration active, as a
+// host reboot does. Caller holds gh.
 func (gh *gpuHost) activate() {
 	for _, b := range gh.passthru.PciPassthruInfo {
 		info := b.GetHostPciPassthruInfo()
 		info.PassthruActive = info.PassthruEnabled
 	}
-	gh.publish()
+	gh.boot()
 }
 
 type graphicsManager struct {
@@ -110,8 +114,9 @@ func invalidArgument(property, msg string) *soap.Fault {
 }
 
 // UpdateGraphicsConfig sets the host default graphics type and assignment policy, and per-device
-// types by deviceId (entries for other devices are kept). Unlike ESXi, where a new default type
-// takes effect after Xorg is restarted or the host reboots, the change is effective at once.
+// types by deviceId (entries for other devices are kept). As on ESXi, graphicsConfig changes at
+// once, but the type a GPU runs in (graphicsInfo) and the vGPU profiles it offers follow it only
+// after a host reboot (RebootHost_Task; ESXi: also an Xorg restart, not simulated).
 func (g *graphicsManager) UpdateGraphicsConfig(req *types.UpdateGraphicsConfig) soap.HasFault {
 	body := new(methods.UpdateGraphicsConfigBody)
 	cfg := req.Config

@@ -327,13 +327,20 @@ func (gh *gpuHost) checkDeviceOnHost(d ptDevice, devs []types.HostPciDevice, sys
 			return vmConfigFault(fmt.Sprintf("Device %s is already in use by the powered-on VM %s.", b.Id, other))
 		}
 	case ptDynamic:
+		// A custom label (ESXi 7.0.2 and later) takes only a device with that hardware label.
+		label := d.dynamic.CustomLabel
 		for _, dev := range devs {
 			for _, a := range d.dynamic.AllowedDevice {
 				// 0xffff masks accept both the unsigned ids ESXi documents and signed ones.
-				if uint16(a.VendorId) == uint16(dev.VendorId) && uint16(a.DeviceId) == uint16(dev.DeviceId) && active(dev.Id) {
+				if uint16(a.VendorId) == uint16(dev.VendorId) && uint16(a.DeviceId) == uint16(dev.DeviceId) && active(dev.Id) &&
+					(label == "" || gh.hardwareLabel(dev.Id) == label) {
 					return nil
 				}
 			}
+		}
+		if label != "" {
+			return vmConfigFault(fmt.Sprintf("No PCI device with passthrough active and hardware label %q on host %s matches "+
+				"the Dynamic DirectPath allowed devices of the VM.", label, gh.hostName()))
 		}
 		return vmConfigFault(fmt.Sprintf("No PCI device with passthrough active on host %s matches the Dynamic DirectPath "+
 			"allowed devices of the VM.", gh.hostName()))

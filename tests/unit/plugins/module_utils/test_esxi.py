@@ -29,58 +29,85 @@ DEVICES = [
 
 
 class FakeHost:
-    """What _vsphere.HostApi gives _esxi, with a log of every call that would reach vSphere."""
+    """What _vsphere.HostApi gives _esxi, with a log of every call that would reach vSphere.
+
+    As on ESXi: a GPU with a vGPU driver (here the T4s) runs in the graphics type configured at the
+    last boot (graphicsInfo); applyNow is ignored for the devices in ``no_apply_now``; a ``faults``
+    entry {method: message} makes that method fail (after ``partial`` devices of a batch, for
+    update_passthru)."""
 
     def __init__(self, enabled=(), active=(), in_maintenance=False, graphics=True, back_after=0, reboot_fault=None,
-                 stale=0, stuck=()):
+                 stale=0, stuck=(), no_apply_now=(), faults=None, partial=0, labels=None, running="shared"):
         self.devices = [NS(id=i, vendorId=s16(v), deviceId=s16(d), deviceName=n, vendorName="vendor") for i, v, d, n, c in DEVICES]
-        self.info = dict((i, NS(id=i, passthruCapable=c, passthruEnabled=i in enabled, passthruActive=i in active))
+        self.info = dict((i, NS(id=i, passthruCapable=c, passthruEnabled=i in enabled, passthruActive=i in active,
+                                hardwareLabel=(labels or {}).get(i)))
                          for i, v, d, n, c in DEVICES)
         self.graphics = NS(hostDefaultGraphicsType="shared", sharedPassthruAssignmentPolicy="performance",
                            deviceType=[]) if graphics else None
+        self.running = {T4: running, T4B: running}  # the graphics type each vGPU-capable GPU runs in
         self.in_maintenance = in_maintenance
         self.boot = 100
         self.back_after = back_after  # boot_state() answers None this many times after a reboot
         self.stale = stale  # then the old boot time this many times (vCenter: not gone down yet)
         self.stuck = stuck  # devices a reboot does not activate
-        self.reboot_fault = reboot_fault
+        self.no_apply_now = no_apply_now
+        self.faults = dict(faults or {})
+        if reboot_fault:
+            self.faults["reboot"] = reboot_fault
+        self.partial = partial
         self.calls = []
+
+    def _fail(self, method):
+        if method in self.faults:
+            raise VsphereError(self.faults[method])
 
     def read(self):
         self.calls.append("read")
+        graphics_info = [NS(pciId=FLEX, graphicsType="basic")] + [
+            NS(pciId=i, graphicsType="direct" if self.info[i].passthruActive else t) for i, t in sorted(self.running.items())]
         return {"name": "esx1", "hardware.pciDevice": self.devices, "pciPassthruInfo": list(self.info.values()),
                 "graphicsConfig": self.graphics, "runtime.bootTime": self.boot,
                 "runtime.inMaintenanceMode": self.in_maintenance, "parent": "cluster",
-                "graphicsInfo": [NS(pciId=T4, graphicsType="basic")]}
+                "graphicsInfo": graphics_info}
 
     def update_passthru(self, changes):
         self.calls.append(("update_passthru", tuple(changes)))
-        for pci_id, enabled, apply_now in changes:
+        applied = changes[:self.partial] if "update_passthru" in self.faults else changes
+        for pci_id, enabled, apply_now, label in applied:
             self.info[pci_id].passthruEnabled = enabled
-            if apply_now:
+            if apply_now and pci_id not in self.no_apply_now:
                 self.info[pci_id].passthruActive = enabled
+            if label is not None:
+                self.info[pci_id].hardwareLabel = label
+        self._fail("update_passthru")
 
     def update_graphics(self, default_type, policy, device_types):
         self.calls.append(("update_graphics", default_type, policy))
+        self._fail("update_graphics")
         self.graphics = NS(hostDefaultGraphicsType=default_type, sharedPassthruAssignmentPolicy=policy,
                            deviceType=[NS(deviceId=k, graphicsType=v) for k, v in device_types.items()])
 
     def enter_maintenance(self, timeout):
         self.calls.append("enter_maintenance")
+        self._fail("enter_maintenance")
         self.in_maintenance = True
 
     def exit_maintenance(self, timeout):
         self.calls.append("exit_maintenance")
+        self._fail("exit_maintenance")
         self.in_maintenance = False
 
     def reboot(self):
         self.calls.append("reboot")
-        if self.reboot_fault:
-            raise VsphereError(self.reboot_fault)
+        self._fail("reboot")
         assert self.in_maintenance, "RebootHost_Task without force needs maintenance mode"
         for info in self.info.values():
             if info.id not in self.stuck:
                 info.passthruActive = info.passthruEnabled
+        if self.graphics is not None:
+            types = dict((t.deviceId, t.graphicsType) for t in self.graphics.deviceType)
+            for pci_id in self.running:
+                self.running[pci_id] = types.get(pci_id, self.graphics.hostDefaultGraphicsType)
         self.boot += 1
 
     def boot_state(self):
@@ -176,13 +203,13 @@ def test_a_part_of_different_names_is_ambiguous(text):
 # --- plan ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("enabled, active, state, apply_now, expected", [
-    ((), (), "enabled", False, [(A100, True, False)]),
+    ((), (), "enabled", False, [(A100, True, False, None)]),
     ((A100,), (), "enabled", False, []),                       # enabled, waits for a reboot: no-op
-    ((A100,), (), "enabled", True, [(A100, True, True)]),      # apply_now: sent again to take effect
+    ((A100,), (), "enabled", True, [(A100, True, True, None)]),  # apply_now: sent again to take effect
     ((A100,), (A100,), "enabled", True, []),
-    ((A100,), (A100,), "disabled", False, [(A100, False, False)]),
+    ((A100,), (A100,), "disabled", False, [(A100, False, False, None)]),
     ((), (A100,), "disabled", False, []),                      # disabled, still active until reboot
-    ((), (A100,), "disabled", True, [(A100, False, True)]),
+    ((), (A100,), "disabled", True, [(A100, False, True, None)]),
     ((), (), "disabled", True, []),
 ])
 def test_plan_passthru(enabled, active, state, apply_now, expected):
@@ -192,7 +219,8 @@ def test_plan_passthru(enabled, active, state, apply_now, expected):
 
 def test_plan_is_one_change_per_id_for_all_devices():
     selected = _esxi.match_devices(["10de:1eb8", A100], records(), "esx1")
-    assert _esxi.plan_passthru(selected, "enabled", False, "esx1") == [(A100, True, False), (T4, True, False), (T4B, True, False)]
+    assert _esxi.plan_passthru(selected, "enabled", False, "esx1") == [
+        (A100, True, False, None), (T4, True, False, None), (T4B, True, False, None)]
 
 
 def test_enabling_a_device_that_is_not_capable_is_refused():
@@ -233,12 +261,12 @@ def test_check_apply_check_apply():
         (A100, True, False), (T4, True, False), (T4B, True, False)]
     assert check["reboot_required"] is True and check["rebooted"] is False
     apply = run(host, devices=[A100, "10de:1eb8"])
-    assert host.changes() == [("update_passthru", ((A100, True, False), (T4, True, False), (T4B, True, False)))]
+    assert host.changes() == [("update_passthru", ((A100, True, False, None), (T4, True, False, None), (T4B, True, False, None)))]
     assert {k: apply[k] for k in ("changed", "devices", "reboot_required")} == {
         k: check[k] for k in ("changed", "devices", "reboot_required")}
     assert apply["diff"] == check["diff"]
-    assert apply["diff"]["before"]["devices"][T4] == {"enabled": False, "active": False}
-    assert apply["diff"]["after"]["devices"][T4] == {"enabled": True, "active": False}
+    assert apply["diff"]["before"]["devices"][T4] == {"enabled": False, "active": False, "hardware_label": None}
+    assert apply["diff"]["after"]["devices"][T4] == {"enabled": True, "active": False, "hardware_label": None}
     assert run(host, check_mode=True, devices=[A100, "10de:1eb8"])["changed"] is False
     again = run(host, devices=[A100, "10de:1eb8"])
     assert again["changed"] is False and again["reboot_required"] is True
@@ -250,7 +278,7 @@ def test_apply_now_makes_devices_active_without_a_reboot():
     host = FakeHost(enabled=(A100,))
     result = run(host, apply_now=True)
     assert result["changed"] and result["devices"][0]["active"] and not result["reboot_required"]
-    assert host.changes() == [("update_passthru", ((A100, True, True),))]
+    assert host.changes() == [("update_passthru", ((A100, True, True, None),))]
 
 
 def test_reboot_goes_through_maintenance_mode_only_when_needed():
@@ -262,7 +290,7 @@ def test_reboot_goes_through_maintenance_mode_only_when_needed():
     assert host.calls.count("boot_state") == 3  # twice not back yet, then connected with a newer boot time
     assert result["changed"] and result["rebooted"] and not result["reboot_required"]
     assert result["devices"][0]["active"] and not host.in_maintenance
-    assert result["diff"]["before"]["devices"][A100] == {"enabled": True, "active": False}
+    assert result["diff"]["before"]["devices"][A100] == {"enabled": True, "active": False, "hardware_label": None}
     again = run(host, reboot=True)
     assert again["changed"] is False and again["rebooted"] is False and len(host.changes()) == 3
 
@@ -273,6 +301,7 @@ def test_passthrough_still_pending_after_the_reboot_is_warned_about():
     assert result["rebooted"] and result["reboot_required"]
     assert result["warnings"] == ["after the reboot passthrough is still not in effect for "
                                   "0000:d8:00.0 (8086:56c0 ATS-M [Data Center GPU Flex 170])"]
+    assert result["changed"] is True
     assert not run(FakeHost(enabled=(A100,)), reboot=True)["warnings"]
 
 
@@ -309,7 +338,142 @@ def test_a_refused_reboot_leaves_maintenance_mode_and_says_what_was_changed():
     with pytest.raises(VsphereError) as err:
         run(host, reboot=True)
     assert host.changes()[1:] == ["enter_maintenance", "reboot", "exit_maintenance"]
-    assert "InvalidState: busy (1 passthrough change(s) were made before the reboot)" in str(err.value)
+    assert str(err.value) == ("RebootHost_Task failed: InvalidState: busy; already done: "
+                              "UpdatePassthruConfig for 1 device(s) (0000:3b:00.0)")
+    assert err.value.changed is True
+
+
+def test_a_refused_reboot_with_nothing_else_done_is_no_change():
+    host = FakeHost(enabled=(A100,), reboot_fault="RebootHost_Task failed: InvalidState: busy")
+    with pytest.raises(VsphereError) as err:
+        run(host, reboot=True)
+    assert host.changes() == ["enter_maintenance", "reboot", "exit_maintenance"]
+    assert str(err.value) == "RebootHost_Task failed: InvalidState: busy" and err.value.changed is False
+
+
+@pytest.mark.parametrize("faults, partial, overrides, done", [
+    # UpdateGraphicsConfig fails after UpdatePassthruConfig succeeded
+    ({"update_graphics": "UpdateGraphicsConfig failed: InvalidArgument"}, 0, {"graphics_type": "sharedDirect",
+                                                                              "state": "disabled", "devices": [T4]},
+     None),
+    # maintenance mode fails after the change
+    ({"enter_maintenance": "entering maintenance mode failed: Timedout"}, 0, {"reboot": True}, None),
+    # leaving maintenance mode fails after the reboot
+    ({"exit_maintenance": "exiting maintenance mode failed: Timedout"}, 0, {"reboot": True},
+     "entered maintenance mode; rebooted the host (RebootHost_Task)"),
+])
+def test_a_failure_after_a_change_reports_changed_and_what_was_done(faults, partial, overrides, done):
+    host = FakeHost(enabled=(T4,), active=(T4,), faults=faults, partial=partial)
+    with pytest.raises(VsphereError) as err:
+        run(host, **overrides)
+    msg = str(err.value)
+    assert err.value.changed is True, msg
+    assert msg.startswith(list(faults.values())[0] + "; already done: UpdatePassthruConfig for 1 device(s) (")
+    if done:
+        assert msg.endswith(done)
+
+
+def test_a_batch_that_fails_half_applied_reports_changed():
+    host = FakeHost(faults={"update_passthru": "UpdatePassthruConfig failed: HostConfigFault: busy"}, partial=1)
+    with pytest.raises(VsphereError) as err:
+        run(host, devices=[A100, FLEX])
+    assert err.value.changed is True
+    assert str(err.value) == ("UpdatePassthruConfig failed: HostConfigFault: busy; the host applied part of the "
+                              "batch anyway: 0000:3b:00.0")
+    host = FakeHost(faults={"update_passthru": "UpdatePassthruConfig failed: HostConfigFault: busy"})
+    with pytest.raises(VsphereError) as err:
+        run(host, devices=[A100, FLEX])
+    assert err.value.changed is False and str(err.value) == "UpdatePassthruConfig failed: HostConfigFault: busy"
+
+
+# --- apply_now that the host does not honour, pending graphics, hardware labels -----------------------
+
+def test_apply_now_ignored_by_the_host_reboots_when_asked():
+    """ESXi ignores applyNow for a device it cannot hot-apply: the reboot is decided from the state read
+    back after UpdatePassthruConfig, and a run that changed nothing reports no change."""
+    host = FakeHost(no_apply_now=(T4,))
+    first = run(host, devices=[T4], apply_now=True)
+    assert first["changed"] and first["reboot_required"] and first["devices"][0]["active"] is False
+    again = run(host, devices=[T4], apply_now=True)  # sent again, still not active: no change
+    assert again["changed"] is False and again["reboot_required"] is True
+    assert "reboot" not in host.changes()
+    rebooting = run(host, devices=[T4], apply_now=True, reboot=True)
+    assert rebooting["changed"] and rebooting["rebooted"] and rebooting["devices"][0]["active"]
+    assert host.changes()[-3:] == ["enter_maintenance", "reboot", "exit_maintenance"]
+    assert not rebooting["reboot_required"] and not rebooting["warnings"]
+    done = run(host, devices=[T4], apply_now=True, reboot=True)
+    assert done["changed"] is False and done["rebooted"] is False
+    assert host.changes().count("reboot") == 1
+
+
+def test_apply_now_with_reboot_in_one_run_reboots_when_apply_now_did_not_take():
+    host = FakeHost(no_apply_now=(T4,))
+    result = run(host, devices=[T4, A100], apply_now=True, reboot=True)
+    assert result["changed"] and result["rebooted"] and [d["active"] for d in result["devices"]] == [True, True]
+    assert host.changes() == [("update_passthru", ((A100, True, True, None), (T4, True, True, None))),
+                              "enter_maintenance", "reboot", "exit_maintenance"]
+    # a host that honours applyNow is not rebooted
+    host = FakeHost()
+    result = run(host, devices=[T4], apply_now=True, reboot=True)
+    assert result["changed"] and not result["rebooted"] and "reboot" not in host.changes()
+
+
+def test_a_pending_graphics_type_is_remembered_by_the_next_run():
+    host = FakeHost()
+    args = dict(devices=[], graphics_type="sharedDirect")
+    first = run(host, **args)
+    assert first["changed"] and first["reboot_required"]
+    second = run(host, **args)  # configured already; the GPUs still run in shared until a reboot
+    assert second["changed"] is False and second["reboot_required"] is True
+    assert run(host, check_mode=True, reboot=True, **args)["rebooted"] is True
+    third = run(host, reboot=True, **args)
+    assert third["changed"] and third["rebooted"] and not third["reboot_required"]
+    assert host.running == {T4: "sharedDirect", T4B: "sharedDirect"}
+    fourth = run(host, reboot=True, **args)
+    assert fourth["changed"] is False and not fourth["rebooted"] and host.changes().count("reboot") == 1
+    # the info module says so too
+    assert _esxi.run_info({"devices": None}, FakeHost(running="sharedDirect"))["passthrough"]["reboot_required"]
+
+
+def test_graphics_type_of_gpus_without_a_shared_driver_never_waits():
+    info = [NS(pciId=FLEX, graphicsType="basic"), NS(pciId=A100, graphicsType="direct"), NS(pciId=T4, graphicsType="shared"),
+            NS(pciId=T4B, graphicsType="sharedDirect")]
+    config = {"default_type": "sharedDirect", "assignment_policy": "performance", "device_types": {T4B: "shared"}}
+    assert _esxi.graphics_pending(info, config) == [T4, T4B]
+    assert _esxi.graphics_pending(info, None) == []
+    assert _esxi.graphics_pending(info, dict(config, default_type="shared", device_types={})) == [T4B]
+
+
+def test_a_graphics_type_pending_is_not_a_reason_to_reboot_for_a_devices_only_run():
+    host = FakeHost(running="sharedDirect")  # configured shared, running sharedDirect
+    result = run(host, devices=[A100], reboot=True, apply_now=True)
+    assert not result["rebooted"] and not result["reboot_required"]
+
+
+def test_hardware_label_is_set_in_the_same_batch_and_idempotent():
+    host = FakeHost(labels={T4B: "t4"})
+    check = run(host, check_mode=True, devices=["10de:1eb8"], hardware_label="t4")
+    assert check["changed"] and [d["hardware_label"] for d in check["devices"]] == ["t4", "t4"]
+    apply = run(host, devices=["10de:1eb8"], hardware_label="t4")
+    assert host.changes() == [("update_passthru", ((T4, True, False, "t4"), (T4B, True, False, None)))]
+    assert apply["devices"] == check["devices"] and apply["diff"] == check["diff"]
+    assert apply["diff"]["before"]["devices"][T4]["hardware_label"] is None
+    assert run(host, devices=["10de:1eb8"], hardware_label="t4")["changed"] is False
+    relabel = run(host, devices=[T4], hardware_label="")  # "" removes it; passthrough untouched
+    assert relabel["changed"] and relabel["devices"][0]["hardware_label"] is None
+    assert host.changes()[-1] == ("update_passthru", ((T4, True, False, ""),))
+    assert run(host, devices=[T4])["changed"] is False  # left out: not managed
+    info = _esxi.run_info({"devices": [T4B]}, host)["passthrough"]
+    assert info["devices"][0]["hardware_label"] == "t4"
+
+
+def test_a_hardware_label_the_host_does_not_keep_is_an_error():
+    """pyVmomi drops hardwareLabel below API 7.0.2: the label must be read back."""
+    host = FakeHost()
+    host.update_passthru = lambda changes: FakeHost.update_passthru(host, [c[:3] + (None,) for c in changes])
+    with pytest.raises(VsphereError) as err:
+        run(host, devices=[A100], hardware_label="a100")
+    assert "did not take hardware_label 'a100' for 0000:3b:00.0" in str(err.value) and err.value.changed is True
 
 
 def test_refusals_change_nothing():
@@ -329,9 +493,9 @@ def test_graphics_change_check_apply_idempotent():
     assert check["reboot_required"] is True  # ESXi: Xorg restart or reboot
     apply = run(host, **args)
     assert host.changes() == [("update_graphics", "sharedDirect", "consolidation")]
-    assert apply["graphics"] == check["graphics"] and apply["changed"]
+    assert apply["graphics"] == check["graphics"] and apply["changed"] and apply["reboot_required"]
     again = run(host, **args)
-    assert again["changed"] is False and again["reboot_required"] is False
+    assert again["changed"] is False and again["reboot_required"] is True  # until the host reboots
 
 
 def test_vgpu_with_passthrough_enabled_is_warned_about():
@@ -356,7 +520,7 @@ def test_info_lists_every_device_with_its_graphics_type_and_the_vgpu_profiles():
     info = result["passthrough"]
     assert result["changed"] is False and [d["id"] for d in info["devices"]] == [d[0] for d in DEVICES]
     t4 = next(d for d in info["devices"] if d["id"] == T4)
-    assert t4["graphics_type"] == "basic" and t4["vendor_id"] == "10de" and t4["capable"] is True
+    assert t4["graphics_type"] == "shared" and t4["vendor_id"] == "10de" and t4["capable"] is True
     assert info["vgpu_profiles"] == ["grid_t4-1q"] and ("vgpu_profiles", "cluster") in host.calls
     assert info["graphics"] == {"default_type": "shared", "assignment_policy": "performance", "device_types": {}}
     assert info["reboot_required"] is False and host.changes() == [("vgpu_profiles", "cluster")]

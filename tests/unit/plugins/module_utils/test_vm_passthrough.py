@@ -12,13 +12,14 @@ SYSTEM_ID = "4c4c4544-0000-1111-2222-333344445555"
 
 
 def facts(**override):
-    """The facts of a powered-off vmx-19 VM on a host where the A100 and Intel Flex are active."""
+    """The facts of a powered-off vmx-19 VM on a host where the A100 and Intel Flex are active, in a
+    cluster that offers T4s for Dynamic DirectPath, one of them with the hardware label t4."""
     base = {
         "name": "vm1", "power_state": "poweredOff", "hw_version": "vmx-19", "locked": False, "host": "esx1",
         "active": {A100: {"system_id": SYSTEM_ID, "vendor_id": 4318, "device_id": 0x20F1, "name": "A100"},
                    INTEL: {"system_id": SYSTEM_ID, "vendor_id": -32634, "device_id": 0x56C0, "name": "Flex 170"}},
         "passthru": {}, "profiles": ["grid_a100-4c", "grid_a100-8c"],
-        "dynamic_offered": {(0x10DE, 0x1EB8): (0x10DE, 0x1EB8)},
+        "dynamic_offered": {(0x10DE, 0x1EB8, None): (0x10DE, 0x1EB8), (0x10DE, 0x1EB8, "t4"): (0x10DE, 0x1EB8)},
     }
     base.update(override)
     return base
@@ -115,16 +116,55 @@ def test_static_backing_comes_from_the_hosts_config_target():
     assert any("vMotion" in w and "snapshots" in w and "DRS" in w for w in planned["warnings"])
 
 
+FLEX = {"vendor_id": "8086", "device_id": "56c0"}
+
+
 @pytest.mark.parametrize("offered, allowed", [
-    ({(0x8086, 0x56C0): (0x8086, 0x56C0)}, [(0x8086, 0x56C0)]),    # the cluster's own values
-    ({(0x8086, 0x56C0): (-32634, 0x56C0)}, [(-32634, 0x56C0)]),
-    ({}, [(-32634, 0x56C0)]),                                        # not listed: the signed shorts
+    ({(0x8086, 0x56C0, None): (0x8086, 0x56C0)}, [(0x8086, 0x56C0)]),    # the cluster's own values
+    ({(0x8086, 0x56C0, None): (-32634, 0x56C0)}, [(-32634, 0x56C0)]),
+    ({(0x8086, 0x56C0, "flex"): (-32634, 0x56C0)}, [(-32634, 0x56C0)]),  # no label asked: any label fits
+    ({}, [(-32634, 0x56C0)]),                                              # not listed: the signed shorts
 ])
 def test_dynamic_backing_ids(offered, allowed):
-    planned = vp.plan(wants({"vendor_id": "8086", "device_id": "56c0", "label": "flex"}), [], "present",
-                      facts(dynamic_offered=offered))
-    assert planned["add"][0]["backing"] == {"allowedDevice": allowed, "customLabel": "flex"}
+    planned = vp.plan(wants(FLEX), [], "present", facts(dynamic_offered=offered))
+    assert planned["add"][0]["backing"] == {"allowedDevice": allowed, "customLabel": ""}
     assert any("no host of VM vm1's cluster" in w for w in planned["warnings"]) is (not offered)
+
+
+# The cluster's config target: a T4 labelled "t4", one labelled "infer", one without a label.
+LABELLED = {(0x10DE, 0x1EB8, "t4"): (0x10DE, 0x1EB8), (0x10DE, 0x1EB8, "infer"): (0x10DE, 0x1EB8),
+            (0x10DE, 0x1EB8, None): (0x10DE, 0x1EB8), (0x8086, 0x56C0, "flex"): (0x8086, 0x56C0)}
+
+
+@pytest.mark.parametrize("label, offered", [("t4", LABELLED), ("infer", LABELLED), ("flex", LABELLED),
+                                            (None, {(0x8086, 0x56C0, "flex"): (0x8086, 0x56C0)})])
+def test_a_label_takes_a_device_with_that_hardware_label(label, offered):
+    want = dict(FLEX if label in ("flex", None) else T4_WANT, label=label)
+    planned = vp.plan(wants(want), [], "present", facts(dynamic_offered=offered))
+    [added] = planned["add"]
+    assert added["backing"]["customLabel"] == (label or "") and added["label"] == label
+    assert not any("no host of VM vm1's cluster" in w for w in planned["warnings"])
+
+
+@pytest.mark.parametrize("offered, messages", [
+    (LABELLED, ["offers a 10de:1eb8 device with hardware label a100", "labels offered for 10de:1eb8: infer, t4"]),
+    ({(0x10DE, 0x1EB8, None): (0x10DE, 0x1EB8)}, ["its 10de:1eb8 devices have no hardware label"]),
+    ({(0x8086, 0x56C0, "a100"): (0x8086, 0x56C0)}, ["none of its hosts has passthrough active for 10de:1eb8"]),
+    ({}, ["none of its hosts has passthrough active for 10de:1eb8"]),
+])
+def test_a_label_no_device_of_the_cluster_has_is_refused(offered, messages):
+    with pytest.raises(vp.VmPassthroughError) as err:
+        vp.plan(wants(dict(T4_WANT, label="a100")), [], "present", facts(dynamic_offered=offered))
+    assert str(err.value).startswith("refusing, nothing was changed: no host of VM vm1's cluster ")
+    for message in messages + ["passthrough.gpu.esxi_passthrough sets with its hardware_label option",
+                               "or leave label out"]:
+        assert message in str(err.value)
+
+
+def test_a_labelled_device_the_vm_has_needs_no_offer():
+    planned = vp.plan(wants(dict(T4_WANT, label="t4")), [dynamic(0x10DE, 0x1EB8, "t4")], "present",
+                      facts(dynamic_offered={}, locked=True))
+    assert planned == {"add": [], "remove": [], "lock": False, "warnings": []}
 
 
 @pytest.mark.parametrize("wanted, existing, added", [
@@ -156,6 +196,23 @@ def test_lock_alone_is_a_change_even_on_the_devices_the_vm_has():
 def test_nothing_to_change_on_a_powered_on_vm_is_fine():
     planned = vp.plan(wants({"id": A100}), [static(A100)], "present", facts(power_state="poweredOn", locked=True))
     assert not (planned["add"] or planned["remove"] or planned["lock"])
+
+
+@pytest.mark.parametrize("wanted, vgpu_profile, existing", [
+    ([{"id": A100}], None, [static(A100)]),
+    ([dict(T4_WANT, label="t4")], None, [dynamic(0x10DE, 0x1EB8, "t4")]),
+    ([], "grid_a100-4c", [vgpu("grid_a100-4c")]),
+])
+def test_a_running_vm_that_has_its_devices_gets_the_lock_in_place(wanted, vgpu_profile, existing):
+    # All its memory is reserved already (it runs with them); ESXi takes the lock on a running VM.
+    planned = vp.plan(vp.parse_wants(wanted, vgpu_profile), existing, "present",
+                      facts(power_state="poweredOn", dynamic_offered={}))
+    assert planned == {"add": [], "remove": [], "lock": True, "warnings": []}
+
+
+def test_a_suspended_vm_is_refused_the_lock():
+    with pytest.raises(vp.VmPassthroughError, match="VM vm1 is suspended: its memory reservation is locked while"):
+        vp.plan(wants({"id": A100}), [static(A100)], "present", facts(power_state="suspended"))
 
 
 PASSTHRU = {A100: {"capable": True, "enabled": True, "active": True},

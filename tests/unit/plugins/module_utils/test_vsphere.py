@@ -6,6 +6,7 @@ Real pyVmomi objects on a fake SOAP stub and a fake property collector that log 
 the tests count requests as the simulator's request log would (tests/vcsim).
 """
 
+import http.client
 from types import SimpleNamespace as NS
 
 import pytest
@@ -126,6 +127,32 @@ def test_find_host_without_a_name_needs_exactly_one_host():
         _vsphere.find_host(service, "c")
 
 
+def test_find_vm_by_uuid_refuses_clones_that_share_it():
+    service, log = content(vms=["web", "web-clone"])
+    vms = [vim.VirtualMachine("vm-0", service.stub), vim.VirtualMachine("vm-1", service.stub)]
+    found = {"4201": vms[:1], "4202": vms}
+    asked = []
+
+    def find_all(datacenter, uuid, vm_search, instance_uuid):
+        asked.append((datacenter, uuid, vm_search, instance_uuid))
+        return found.get(uuid, [])
+    service.searchIndex = NS(FindAllByUuid=find_all)
+    assert _vsphere.find_vm(service, uuid="4201")._moId == "vm-0"  # pylint: disable=protected-access
+    assert asked == [(None, "4201", True, False)]
+    del log[:]
+    with pytest.raises(VsphereError, match=r"^2 virtual machines have the BIOS uuid 4202 \(web, web-clone\); "):
+        _vsphere.find_vm(service, uuid="4202")
+    assert names(log) == ["RetrieveContents"]  # both names in one request
+    with pytest.raises(VsphereError, match="no virtual machine with uuid 4203"):
+        _vsphere.find_vm(service, uuid="4203")
+
+    def fault(*_):
+        raise vim.fault.NoPermission(msg="no System.View")
+    service.searchIndex = NS(FindAllByUuid=fault)
+    with pytest.raises(VsphereError, match="looking up the VM with uuid 4201 failed: vim.fault.NoPermission"):
+        _vsphere.find_vm(service, uuid="4201")
+
+
 def test_find_vm_by_name_refuses_duplicates():
     service, _log = content(vms=["web", "db", "web"])
     assert _vsphere.find_vm(service, "db")._moId == "vm-1"  # pylint: disable=protected-access
@@ -169,11 +196,11 @@ def test_host_api_reads_in_bulk_and_batches_the_update():
     # the managers as read, bound to the session's stub
     api._passthru = vim.host.PciPassthruSystem("pts-1", service.stub)  # pylint: disable=protected-access
     del log[:]
-    api.update_passthru([("0000:3b:00.0", True, False), ("0000:af:00.0", True, False)])
+    api.update_passthru([("0000:3b:00.0", True, False, None), ("0000:af:00.0", True, False, "t4")])
     [(method, mo_id, (configs,))] = log
     assert (method, mo_id) == ("UpdatePassthruConfig", "pts-1")
-    assert [(c.id, c.passthruEnabled, c.applyNow) for c in configs] == [
-        ("0000:3b:00.0", True, False), ("0000:af:00.0", True, False)]
+    assert [(c.id, c.passthruEnabled, c.applyNow, c.hardwareLabel) for c in configs] == [
+        ("0000:3b:00.0", True, False, None), ("0000:af:00.0", True, False, "t4")]
 
 
 def test_host_api_without_a_passthrough_system_is_an_error():
@@ -206,3 +233,88 @@ def test_boot_state_logs_in_again_when_the_session_died_with_the_host(monkeypatc
     assert api.boot_state() is None  # the host answers again: logged in anew
     assert len(logins) == 3 and api.content is new and unregistered == [_vsphere.Disconnect] * 2
     assert api.boot_state() == ("connected", 7)
+
+
+class Task:
+    """A task whose wait raises ``exc`` (pyVim's WaitForTask is replaced by its wait)."""
+
+    def __init__(self, exc=None):
+        self.exc = exc
+        self.info = NS(result="done")
+
+
+@pytest.fixture
+def tasks(monkeypatch):
+    def wait_for(task):
+        if task.exc is not None:
+            raise task.exc
+    monkeypatch.setattr(_vsphere, "WaitForTask", wait_for)
+
+
+def api_with_host(host):
+    service, _log = host_content()
+    api = _vsphere.HostApi({"esxi_hostname": "esx1"}, connector=lambda params: service)
+    api.host = host
+    return api
+
+
+@pytest.mark.parametrize("exc", [
+    ConnectionResetError(104, "Connection reset by peer"),
+    http.client.RemoteDisconnected("Remote end closed connection without response"),
+    http.client.BadStatusLine(""),
+    EOFError(),
+    pytest.importorskip("requests").exceptions.ConnectionError("Max retries exceeded"),
+])
+def test_a_reboot_whose_connection_breaks_after_the_task_was_submitted_goes_on(tasks, exc):  # pylint: disable=redefined-outer-name,unused-argument
+    """On a direct ESXi login the host can go down before WaitForTask sees the task succeed."""
+    api = api_with_host(NS(RebootHost_Task=lambda force: Task(exc)))
+    assert api.reboot() is False
+    assert api_with_host(NS(RebootHost_Task=lambda force: Task())).reboot() is True
+
+
+def test_a_reboot_that_fails_or_cannot_be_submitted_is_an_error(tasks):  # pylint: disable=redefined-outer-name,unused-argument
+    api = api_with_host(NS(RebootHost_Task=lambda force: Task(vim.fault.InvalidState(msg="not in maintenance mode"))))
+    with pytest.raises(VsphereError, match="^RebootHost_Task failed: vim.fault.InvalidState: not in maintenance mode$"):
+        api.reboot()
+
+    def refused(force):
+        raise ConnectionRefusedError(111, "Connection refused")
+    with pytest.raises(_vsphere.ConnectionLost, match="^RebootHost_Task failed: the connection to vSphere broke: "
+                                                      "ConnectionRefusedError"):
+        api_with_host(NS(RebootHost_Task=refused)).reboot()
+
+
+def test_task_submission_faults_and_lost_connections_are_errors(tasks):  # pylint: disable=redefined-outer-name,unused-argument
+    def busy(timeout):
+        raise vim.fault.InvalidState(msg="a task is running")
+    api = api_with_host(NS(EnterMaintenanceMode_Task=busy,
+                           ExitMaintenanceMode_Task=lambda timeout: Task(ConnectionResetError(104, "reset"))))
+    with pytest.raises(VsphereError, match="^entering maintenance mode failed: vim.fault.InvalidState: a task is running$"):
+        api.enter_maintenance(60)
+    with pytest.raises(_vsphere.ConnectionLost, match="^exiting maintenance mode failed: the connection to vSphere broke"):
+        api.exit_maintenance(60)
+
+
+class Faulting:
+    """A managed object whose every property read is a request that faults."""
+
+    def __getattr__(self, name):
+        raise vim.fault.NoPermission(msg="no read privilege for %s" % name)
+
+
+def test_a_fault_from_a_plain_property_read_is_an_error_not_a_traceback():
+    api = api_with_host(Faulting())
+    with pytest.raises(VsphereError, match="^RebootHost_Task failed: vim.fault.NoPermission: no read privilege"):
+        api.reboot()
+    api.content.propertyCollector.objects["domain-c1"] = {"environmentBrowser": Faulting()}
+    with pytest.raises(VsphereError, match="^reading the vGPU profiles failed: vim.fault.NoPermission"):
+        api.vgpu_profiles(vim.ClusterComputeResource("domain-c1"))
+    service, _log = host_content()
+    service.viewManager = Faulting()
+    with pytest.raises(VsphereError, match="^looking up the ESXi host failed: vim.fault.NoPermission"):
+        _vsphere.find_host(service, "esx1")
+    service.searchIndex = Faulting()
+    with pytest.raises(VsphereError, match="^looking up the virtual machine failed: vim.fault.NoPermission"):
+        _vsphere.find_vm(service, uuid="4201")
+    with pytest.raises(TypeError):  # other errors are bugs: not hidden
+        _vsphere.call("adding", lambda: 1 + "1")

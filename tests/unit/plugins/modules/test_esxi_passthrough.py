@@ -31,11 +31,13 @@ class Host:
 
     def update_passthru(self, changes):
         self.updates.append(changes)
-        for pci_id, enabled, _apply_now in changes:
+        for pci_id, enabled, _apply_now, _label in changes:
             self.info[pci_id].passthruEnabled = enabled
 
     def update_graphics(self, *args):
         self.updates.append(args)
+        if args[0] == "shared":  # this fake refuses it, after the passthrough change
+            raise _vsphere.VsphereError("UpdateGraphicsConfig failed: vim.fault.HostConfigFault: busy")
 
     def vgpu_profiles(self, parent):
         raise AssertionError("no parent was read")
@@ -57,11 +59,11 @@ def test_enable_in_check_mode_then_for_real(run_module, host):
     assert code == 0 and check["changed"] is True and host[0].updates == []
     assert check["devices"][0]["enabled"] is True and check["reboot_required"] is True
     code, apply = run_module(esxi_passthrough, dict(CONNECTION, devices=["A100"]))
-    assert code == 0 and apply["changed"] is True and host[1].updates == [[(A100, True, False)]]
+    assert code == 0 and apply["changed"] is True and host[1].updates == [[(A100, True, False, None)]]
     assert apply["devices"] == check["devices"] and apply["rebooted"] is False
     assert apply["devices"][0] == {"id": A100, "name": "GA100 [A100 PCIe 40GB]", "vendor_name": "NVIDIA",
                                    "vendor_id": "10de", "device_id": "20f1", "capable": True, "enabled": True,
-                                   "active": False}
+                                   "active": False, "hardware_label": None}
 
 
 def test_a_refusal_is_one_failure_with_the_message(run_module, host):
@@ -74,7 +76,20 @@ def test_a_refusal_is_one_failure_with_the_message(run_module, host):
 def test_warnings_reach_the_user(run_module, host):
     code, result = run_module(esxi_passthrough, dict(CONNECTION, devices=["A100"], graphics_type="sharedDirect"))
     assert code == 0 and any("sharedDirect is for vGPU" in w for w in result["warnings"])
-    assert host[0].updates == [[(A100, True, False)], ("sharedDirect", "performance", {})]
+    assert host[0].updates == [[(A100, True, False, None)], ("sharedDirect", "performance", {})]
+
+
+def test_a_failure_after_a_change_fails_with_changed_true(run_module, host):
+    code, result = run_module(esxi_passthrough, dict(CONNECTION, devices=["A100"], graphics_type="shared",
+                                                     assignment_policy="consolidation"))
+    assert code == 1 and result["failed"] is True and result["changed"] is True
+    assert result["msg"] == ("UpdateGraphicsConfig failed: vim.fault.HostConfigFault: busy; already done: "
+                             "UpdatePassthruConfig for 1 device(s) (0000:3b:00.0)")
+
+
+def test_hardware_label_needs_devices(run_module, host):
+    code, result = run_module(esxi_passthrough, dict(CONNECTION, graphics_type="shared", hardware_label="t4"))
+    assert code == 1 and "hardware_label" in result["msg"] and "devices" in result["msg"] and host == []
 
 
 def test_something_to_do_is_required(run_module, host):

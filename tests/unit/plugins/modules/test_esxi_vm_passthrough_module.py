@@ -6,7 +6,7 @@ data objects for its devices and the spec; the calls to vSphere are faked)."""
 from types import SimpleNamespace
 
 import pytest
-from pyVmomi import vim
+from pyVmomi import vim, vmodl
 
 from ansible_collections.passthrough.gpu.plugins.module_utils import _vsphere
 from ansible_collections.passthrough.gpu.plugins.modules import esxi_vm_passthrough
@@ -22,11 +22,11 @@ class FakeVm:
         self.config = SimpleNamespace(version="vmx-19", memoryReservationLockedToMax=False,
                                       hardware=SimpleNamespace(device=[vim.vm.device.VirtualE1000(key=4000)]))
         self.runtime = SimpleNamespace(powerState="poweredOff", host=SimpleNamespace(name="esx1"))
-        target = SimpleNamespace(
+        self.target = SimpleNamespace(
             pciPassthrough=[SimpleNamespace(pciDevice=SimpleNamespace(id=A100, vendorId=4318, deviceId=0x20F1,
                                                                       deviceName="A100"), systemId="sys-1")],
             sharedGpuPassthroughTypes=[], dynamicPassthrough=[])
-        self.environmentBrowser = SimpleNamespace(QueryConfigTarget=lambda host=None: target)
+        self.environmentBrowser = SimpleNamespace(QueryConfigTarget=lambda host=None: self.target)
         self.specs = []
 
     def ReconfigVM_Task(self, spec):  # pylint: disable=invalid-name
@@ -75,13 +75,74 @@ def test_add_then_remove_a_static_device(fake, run_module):
 
 
 def test_dynamic_backing_is_built_with_allowed_devices(fake, run_module):
-    code, result = run_module(esxi_vm_passthrough, dict(ARGS, devices=[{"vendor_id": "10de", "device_id": "1eb8",
-                                                                       "label": "t4"}]))
+    code, result = run_module(esxi_vm_passthrough, dict(ARGS, devices=[{"vendor_id": "10de", "device_id": "1eb8"}]))
     assert code == 0 and result["changed"] is True
     assert any("no host of VM vm1's cluster" in w for w in result["warnings"])
     backing = fake.specs[0].deviceChange[0].device.backing
-    assert isinstance(backing, PT.DynamicBackingInfo) and backing.customLabel == "t4"
-    assert [(a.vendorId, a.deviceId) for a in backing.allowedDevice] == [(0x10DE, 0x1EB8)]
+    assert isinstance(backing, PT.DynamicBackingInfo) and backing.customLabel is None
+    assert [(a.vendorId, a.deviceId) for a in backing.allowedDevice] == [(4318, 0x1EB8)]
+
+
+def offer(*labels):
+    """The cluster's config target lists a T4 with each hardware label (ESXi 7.0.2+: customLabel)."""
+    return [vim.vm.DynamicPassthroughInfo(vendorId=0x10DE, deviceId=0x1EB8, vendorName="NVIDIA", deviceName="T4",
+                                          customLabel=label) for label in labels]
+
+
+def test_a_label_takes_the_device_with_that_hardware_label(fake, run_module):
+    fake.target.dynamicPassthrough = offer(None, "t4")
+    code, result = run_module(esxi_vm_passthrough, dict(ARGS, devices=[{"vendor_id": "10de", "device_id": "1eb8",
+                                                                       "label": "t4"}]))
+    assert code == 0 and result["changed"] is True
+    assert not any("no host of VM vm1's cluster" in w for w in result["warnings"])
+    backing = fake.specs[0].deviceChange[0].device.backing
+    assert backing.customLabel == "t4" and [(a.vendorId, a.deviceId) for a in backing.allowedDevice] == [(0x10DE, 0x1EB8)]
+
+
+def test_a_label_no_host_has_is_refused_before_any_change(fake, run_module):
+    fake.target.dynamicPassthrough = offer(None, "infer", "batch")
+    code, result = run_module(esxi_vm_passthrough, dict(ARGS, devices=[{"vendor_id": "10de", "device_id": "1eb8",
+                                                                       "label": "t4"}]))
+    assert code == 1 and result["changed"] is False and fake.specs == []
+    assert "no host of VM vm1's cluster offers a 10de:1eb8 device with hardware label t4" in result["msg"]
+    assert "labels offered for 10de:1eb8: batch, infer" in result["msg"]
+    assert "passthrough.gpu.esxi_passthrough sets with its hardware_label option" in result["msg"]
+
+
+def test_a_running_vm_with_its_devices_gets_only_the_lock(fake, run_module):
+    present = dict(ARGS, devices=[{"id": A100}])
+    run_module(esxi_vm_passthrough, present)
+    fake.config.memoryReservationLockedToMax, fake.runtime.powerState = False, "poweredOn"
+    code, check = run_module(esxi_vm_passthrough, dict(present, _ansible_check_mode=True, _ansible_diff=True))
+    assert code == 0 and check["changed"] is True and len(fake.specs) == 1
+    assert check["diff"]["after"]["memory_reservation_locked_to_max"] is True and check["added"] == []
+    code, result = run_module(esxi_vm_passthrough, present)
+    assert code == 0 and result["changed"] is True and result["memory_reservation_locked_to_max"] is True
+    assert fake.specs[-1].deviceChange == [] and fake.specs[-1].memoryReservationLockedToMax is True
+    code, again = run_module(esxi_vm_passthrough, present)
+    assert code == 0 and again["changed"] is False and len(fake.specs) == 2
+
+
+def gone(*args, **kwargs):
+    raise vmodl.fault.ManagedObjectNotFound(msg="The object has already been deleted")
+
+
+@pytest.mark.parametrize("where", ["runtime", "config", "target", "reconfigure", "read back"])
+def test_a_fault_on_any_read_or_call_is_one_failure(fake, run_module, monkeypatch, where):
+    if where in ("runtime", "config"):
+        monkeypatch.setattr(FakeVm, where, property(gone), raising=False)
+    elif where == "target":
+        fake.environmentBrowser = SimpleNamespace(QueryConfigTarget=gone)
+    elif where == "reconfigure":
+        fake.ReconfigVM_Task = gone
+    else:  # the VM is gone right after the reconfigure
+        def vanish(task, what):
+            monkeypatch.setattr(FakeVm, "config", property(gone), raising=False)
+        monkeypatch.setattr(_vsphere, "wait", vanish)
+    code, result = run_module(esxi_vm_passthrough, dict(ARGS, devices=[{"id": A100}]))
+    assert code == 1 and "failed: vmodl.fault.ManagedObjectNotFound: The object has already been deleted" in result["msg"]
+    assert result["msg"].startswith({"reconfigure": "reconfiguring VM vm1", "read back": "reading VM vm1 back",
+                                     "target": "reading the config target of host esx1"}.get(where, "reading VM vm1"))
 
 
 @pytest.mark.parametrize("args, message", [

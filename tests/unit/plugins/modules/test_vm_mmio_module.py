@@ -5,6 +5,7 @@
 from types import SimpleNamespace
 
 import pytest
+from pyVmomi import vmodl
 
 from ansible_collections.passthrough.gpu.plugins.module_utils import _vm_mmio, _vsphere
 from ansible_collections.passthrough.gpu.plugins.modules import vm_mmio
@@ -111,6 +112,46 @@ def test_a_failed_reconfigure_powers_the_guest_on_again(fake, run_module, monkey
     assert code == 1 and result["changed"] is True
     assert fake.calls == ["ShutdownGuest", "ReconfigVM_Task", "PowerOnVM_Task"]
     assert "reconfiguring VM vm1 failed: InvalidState" in result["msg"] and "powered on again, unchanged" in result["msg"]
+
+
+def denied():
+    return vmodl.fault.ManagedObjectNotFound(msg="The object has already been deleted")
+
+
+def test_a_fault_while_waiting_for_the_shutdown_is_one_failure(fake, run_module):
+    class Runtime:
+        """Running; once the guest was asked to shut down, the VM is gone (deleted meanwhile)."""
+
+        @property
+        def powerState(self):  # pylint: disable=invalid-name
+            if "ShutdownGuest" in fake.calls:
+                raise denied()
+            return "poweredOn"
+
+    fake.runtime, fake.shuts_down = Runtime(), False
+    code, result = run_module(vm_mmio, dict(ARGS, power_cycle=True))
+    assert code == 1 and result["changed"] is True and fake.calls == ["ShutdownGuest"]
+    assert result["msg"] == ("the guest of VM vm1 was asked to shut down, but reading the power state of VM vm1 "
+                             "failed: vmodl.fault.ManagedObjectNotFound: The object has already been deleted; "
+                             "nothing was reconfigured")
+
+
+@pytest.mark.parametrize("where", ["config", "ShutdownGuest", "ReconfigVM_Task", "PowerOnVM_Task"])
+def test_a_fault_on_any_other_read_or_call_is_one_failure(fake, run_module, monkeypatch, where):
+    def fail(*args):
+        raise denied()
+    fake.runtime.powerState = "poweredOn"
+    if where == "config":
+        monkeypatch.setattr(FakeVm, "config", property(lambda vm: fail()), raising=False)
+    else:
+        monkeypatch.setattr(fake, where, fail)
+    code, result = run_module(vm_mmio, dict(ARGS, power_cycle=True))
+    assert code == 1 and "failed: vmodl.fault.ManagedObjectNotFound: The object has already been deleted" in result["msg"]
+    # touched once the guest was shut down; a refused ShutdownGuest did nothing
+    assert result["changed"] is (where in ("ReconfigVM_Task", "PowerOnVM_Task"))
+    assert result["msg"].startswith({"config": "reading VM vm1", "ShutdownGuest": "shutting down the guest",
+                                     "ReconfigVM_Task": "reconfiguring VM vm1",
+                                     "PowerOnVM_Task": "VM vm1 was reconfigured, but powering VM vm1 on"}[where])
 
 
 @pytest.mark.parametrize("args, message", [

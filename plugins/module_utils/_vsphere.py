@@ -97,6 +97,15 @@ def vsphere_argument_spec(**extra):
     return spec
 
 
+# One VM, by name or BIOS uuid: the AnsibleModule checks that go with vm_argument_spec().
+VM_ONE_OF = ("vm_name", "vm_uuid")
+
+
+def vm_argument_spec(**extra):
+    """vsphere_argument_spec() plus vm_name and vm_uuid (doc fragment passthrough.gpu._vm)."""
+    return vsphere_argument_spec(vm_name={"type": "str"}, vm_uuid={"type": "str"}, **extra)
+
+
 def connect(params):
     """Log in; return the service content. Raises VsphereError with vmware.vmware's message."""
     try:

@@ -42,6 +42,7 @@ author:
   - passthrough.gpu maintainers (@passthrough-gpu)
 extends_documentation_fragment:
   - vmware.vmware.base_options
+  - passthrough.gpu._vm
   - passthrough.gpu._attributes
 attributes:
   check_mode:
@@ -53,15 +54,6 @@ attributes:
   idempotent:
     support: full
 options:
-  vm_name:
-    description:
-      - Name of the VM. A name that several VMs share is refused; use O(vm_uuid) then.
-      - One of O(vm_name) and O(vm_uuid) is required.
-    type: str
-  vm_uuid:
-    description:
-      - BIOS UUID of the VM (C(config.uuid)).
-    type: str
   devices:
     description:
       - DirectPath devices, each either static (O(devices[].id)) or Dynamic (O(devices[].vendor_id) and
@@ -226,9 +218,7 @@ from ansible_collections.passthrough.gpu.plugins.module_utils import _vm_passthr
 
 
 def argument_spec():
-    return _vsphere.vsphere_argument_spec(
-        vm_name={"type": "str"},
-        vm_uuid={"type": "str"},
+    return _vsphere.vm_argument_spec(
         devices={"type": "list", "elements": "dict", "options": {
             "id": {"type": "str"},
             "vendor_id": {"type": "str"},
@@ -243,8 +233,8 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
-                           mutually_exclusive=[("vm_name", "vm_uuid")],
-                           required_one_of=[("vm_name", "vm_uuid"), ("devices", "vgpu_profile")])
+                           mutually_exclusive=[_vsphere.VM_ONE_OF],
+                           required_one_of=[_vsphere.VM_ONE_OF, ("devices", "vgpu_profile")])
     try:
         result = _vm_passthrough.run(module.params, module.check_mode)
     except (_vm_passthrough.VmPassthroughError, _vsphere.VsphereError) as exc:

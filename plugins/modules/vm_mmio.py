@@ -30,6 +30,7 @@ author:
   - passthrough.gpu maintainers (@passthrough-gpu)
 extends_documentation_fragment:
   - vmware.vmware.base_options
+  - passthrough.gpu._vm
   - passthrough.gpu._attributes
 attributes:
   check_mode:
@@ -41,15 +42,6 @@ attributes:
   idempotent:
     support: full
 options:
-  vm_name:
-    description:
-      - Name of the VM. A name that several VMs share is refused; use O(vm_uuid) then.
-      - One of O(vm_name) and O(vm_uuid) is required.
-    type: str
-  vm_uuid:
-    description:
-      - BIOS UUID of the VM (C(config.uuid)).
-    type: str
   rule:
     description:
       - How to size C(pciPassthru.64bitMMIOSizeGB).
@@ -214,9 +206,7 @@ from ansible_collections.passthrough.gpu.plugins.module_utils import _vm_mmio, _
 
 
 def argument_spec():
-    return _vsphere.vsphere_argument_spec(
-        vm_name={"type": "str"},
-        vm_uuid={"type": "str"},
+    return _vsphere.vm_argument_spec(
         rule={"type": "str", "choices": list(_vm_mmio.RULES)},
         gpu_count={"type": "int"},
         bar_sizes={"type": "list", "elements": "raw"},
@@ -230,7 +220,7 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
-                           mutually_exclusive=[("vm_name", "vm_uuid")], required_one_of=[("vm_name", "vm_uuid")])
+                           mutually_exclusive=[_vsphere.VM_ONE_OF], required_one_of=[_vsphere.VM_ONE_OF])
     try:
         result = _vm_mmio.run(module.params, module.check_mode)
     except (_vm_mmio.VmMmioError, _vsphere.VsphereError) as exc:

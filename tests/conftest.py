@@ -19,7 +19,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 # The longest test files first (minutes on 2 cores, measured in make test), so that with two
 # workers (`-n 2 --dist loadfile`) neither is left running one long file alone at the end.
-LONGEST_FIRST = ("test_lab_vfio_dracut.py", "test_lab_vfio.py", "test_molecule.py", "test_lab_hugepages.py")
+LONGEST_FIRST = ("test_lab_vfio_dracut.py", "test_lab_vfio.py", "test_molecule.py", "test_lab_hugepages.py",
+                 "test_lab_kernel_args_systemd_boot.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -33,6 +33,15 @@ class Lab:
         if memory:
             self.env["LAB_MEMORY"] = str(memory)
         self.inventory = os.path.join(REPO, "inventory", "lab.yml")
+        self.run_dir = str(run_dir)
+
+    def serial_tail(self, lines=40):
+        """The last lines the VM printed on its serial console: what a failure message needs when ssh is gone."""
+        try:
+            with open(os.path.join(self.run_dir, "serial.log"), errors="replace") as log:
+                return "".join(log.readlines()[-lines:])
+        except OSError as err:
+            return "(no serial log: %s)" % err
 
     def run(self, script, timeout):
         env = dict(os.environ, **self.env)

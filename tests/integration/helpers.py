@@ -85,8 +85,8 @@ def run_target(lab, target, tmp_path, timeout=1800):
                         env=dict(lab.env, ANSIBLE_ROLES_PATH=os.path.join(REPO, "tests", "integration", "targets")))
     elapsed = time.monotonic() - started
     (tmp_path / ("%s.log" % target)).write_text(proc.stdout + proc.stderr)
-    assert proc.returncode == 0, "target %s failed (rc %d) after %.0fs:\n%s\n%s" % (
-        target, proc.returncode, elapsed, proc.stdout[-8000:], proc.stderr[-3000:])
+    assert proc.returncode == 0, "target %s failed (rc %d) after %.0fs:\n%s\n%s\nserial console:\n%s" % (
+        target, proc.returncode, elapsed, proc.stdout[-8000:], proc.stderr[-3000:], lab.serial_tail())
     assert "failed=0" in proc.stdout
     print("target %s: %.0f s" % (target, elapsed))
     return elapsed

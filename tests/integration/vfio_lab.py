@@ -23,8 +23,8 @@ def playbook(lab, phase, timeout=1800, **extra_vars):
     proc = subprocess.run(argv, cwd=REPO, env=ansible_env(**lab.env), capture_output=True, text=True,
                           timeout=timeout, check=False)
     elapsed = time.monotonic() - start
-    assert proc.returncode == 0, "phase %s failed (rc %d) after %.0f s:\n%s\n%s" % (
-        phase, proc.returncode, elapsed, proc.stdout[-12000:], proc.stderr[-4000:])
+    assert proc.returncode == 0, "phase %s failed (rc %d) after %.0f s:\n%s\n%s\nserial console:\n%s" % (
+        phase, proc.returncode, elapsed, proc.stdout[-12000:], proc.stderr[-4000:], lab.serial_tail())
     print("vfio_bind phase %s: %.1f s" % (phase, elapsed))
     return proc.stdout
 

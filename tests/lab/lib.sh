@@ -49,7 +49,7 @@ lab_running() {
 lab_ssh_init() {
   LAB_SSH=(
     ssh -i "$LAB_KEY" -p "$(lab_port)"
-    -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=10
+    -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=30
     -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null
     -o LogLevel=ERROR -o ServerAliveInterval=10 -o ServerAliveCountMax=6
     root@127.0.0.1

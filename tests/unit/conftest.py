@@ -18,9 +18,15 @@ def tree(tmp_path):
 
 
 @pytest.fixture
-def run_module(capsys):
+def run_module(capsys, monkeypatch):
     """Run a module's main() with arguments; return (exit code, result dict)."""
     import json  # pylint: disable=import-outside-toplevel
+
+    from ansible.module_utils import _internal  # pylint: disable=import-outside-toplevel
+
+    # Importing controller code (a filter plugin's ansible.errors) marks the whole process as the
+    # controller, and module warnings would then go to the display instead of the result.
+    monkeypatch.setattr(_internal, "is_controller", False)
 
     from ansible.module_utils.testing import patch_module_args  # pylint: disable=import-outside-toplevel
 

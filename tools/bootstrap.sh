@@ -8,6 +8,8 @@ apt_packages=(
   qemu-system-x86 qemu-utils ovmf debootstrap e2fsprogs dosfstools mtools fdisk
   grub-efi-amd64-bin openssh-client pciutils shellcheck
   golang-go golang-github-vmware-govmomi-dev
+  # the readiness report's test renders its HTML page in headless Chromium
+  chromium
 )
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -1,0 +1,213 @@
+# -*- coding: utf-8 -*-
+# Copyright: passthrough.gpu contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to this collection (used by roles/kvm_host): not a public API, may change without notice.
+"""Decisions of the kvm_host role, kept out of Jinja so they can be read and tested.
+
+Everything here runs on the controller from data the role gathered (the probe's grep output and
+passthrough_iommu facts); nothing touches a host.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import re
+
+__metaclass__ = type
+
+ADDRESS_RE = re.compile(r"^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
+ID_RE = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{4})$")
+AMD_VENDOR = "1002"
+
+# Files the probe greps (paths under the role's root). Their presence is the answer for all but
+# cpuinfo, whose count of vmx/svm lines is: one `grep -c` reads them all in one module run.
+PROBE_FILES = {
+    "cpuinfo": "proc/cpuinfo",
+    "efi": "sys/firmware/efi/fw_platform_size",
+    "dmar": "sys/firmware/acpi/tables/DMAR",
+    "ivrs": "sys/firmware/acpi/tables/IVRS",
+    "vendor_reset_loaded": "sys/module/vendor_reset/initstate",
+    "Debian": "etc/debian_version",
+    "RedHat": "etc/redhat-release",
+    "Archlinux": "etc/arch-release",
+}
+PKG_MGR = {"Debian": "apt", "RedHat": "dnf", "Archlinux": "pacman"}
+
+
+def _join(root, rel):
+    return root.rstrip("/") + "/" + rel
+
+
+def probe_files(root):
+    """The argv tail of the probe: every file of PROBE_FILES under ``root``, in a stable order."""
+    return [_join(root, rel) for rel in sorted(PROBE_FILES.values())]
+
+
+def probe(lines, root):
+    """``grep -s -c`` output (``path:count`` per readable file) -> what the host has."""
+    counts = {}
+    for line in lines or []:
+        path, _sep, count = line.rpartition(":")
+        counts[path] = int(count) if count.isdigit() else 0
+    seen = {key: _join(root, rel) in counts for key, rel in PROBE_FILES.items()}
+    family = next((name for name in ("Debian", "RedHat", "Archlinux") if seen[name]), None)
+    return {
+        "cpu_virtualization": counts.get(_join(root, PROBE_FILES["cpuinfo"]), 0) > 0,
+        "uefi": seen["efi"],
+        "firmware_iommu": "intel" if seen["dmar"] else ("amd" if seen["ivrs"] else None),
+        "vendor_reset_loaded": seen["vendor_reset_loaded"],
+        "os_family": family,
+        "pkg_mgr": PKG_MGR.get(family),
+    }
+
+
+def _normal_address(text):
+    match = ADDRESS_RE.match(text.strip())
+    if not match:
+        return None
+    return ("%s:%s:%s.%s" % (match.group(1) or "0000", match.group(2), match.group(3), match.group(4))).lower()
+
+
+def select(iommu, wanted):
+    """The devices the user named (addresses or vendor:device ids) -> records and problems."""
+    devices = (iommu or {}).get("devices") or {}
+    chosen, problems = [], []
+    for item in wanted or []:
+        text = str(item).strip()
+        address = _normal_address(text)
+        if address:
+            if address not in devices:
+                problems.append("kvm_host_gpus: no PCI device at %s" % address)
+            elif address not in chosen:
+                chosen.append(address)
+            continue
+        match = ID_RE.match(text)
+        if not match:
+            # Unquoted in YAML, 0000:01:00.0 is a base-60 number (60.0): say so.
+            problems.append("kvm_host_gpus: %r is neither a PCI address (0000:01:00.0) nor a vendor:device id (10de:2204)"
+                            "; quote addresses in YAML" % text)
+            continue
+        vendor, device = match.group(1).lower(), match.group(2).lower()
+        hits = sorted(a for a, d in devices.items() if d.get("vendor_id") == vendor and d.get("device_id") == device)
+        if not hits:
+            problems.append("kvm_host_gpus: no PCI device has the id %s:%s" % (vendor, device))
+        chosen.extend(a for a in hits if a not in chosen)
+    return [devices[a] for a in chosen], problems
+
+
+def preflight(iommu, probed, wanted, options):
+    """Everything the role checks before changing anything.
+
+    Returns ``{devices, addresses, amd_gpus, iommu_pending, problems, notes}``; the role fails on
+    ``problems`` before its first change. ``iommu_pending``: the IOMMU is off now but firmware has
+    one, so the kernel arguments turn it on at the next boot (groups can only be checked then).
+    """
+    options = options or {}
+    problems, notes = [], []
+    if not probed.get("cpu_virtualization"):
+        problems.append("the CPU shows no virtualization flag (vmx or svm in /proc/cpuinfo): turn on VT-x / AMD-V "
+                        "(SVM) in the firmware setup")
+    if not probed.get("uefi"):
+        text = ("the host did not boot through UEFI (no /sys/firmware/efi): GPU passthrough needs the firmware's "
+                "IOMMU and 'Above 4G decoding' settings, which legacy/CSM boot often hides")
+        if options.get("require_uefi", True):
+            problems.append(text + "; set kvm_host_require_uefi: false to go on anyway")
+        else:
+            notes.append(text)
+    enabled = bool((iommu or {}).get("enabled"))
+    pending = False
+    if not enabled:
+        if probed.get("firmware_iommu"):
+            pending = True
+            notes.append("the IOMMU is off now; the firmware has one (%s ACPI table), so the kernel arguments turn it "
+                         "on at the next boot; IOMMU groups are checked after that boot"
+                         % ("DMAR" if probed["firmware_iommu"] == "intel" else "IVRS"))
+        else:
+            problems.append("the IOMMU is off and the firmware shows none (no DMAR or IVRS ACPI table; run as root to "
+                            "read them): turn on VT-d / AMD-Vi (IOMMU) in the firmware setup")
+    if (iommu or {}).get("acs_override"):
+        notes.append("pcie_acs_override is on the kernel command line: IOMMU groups are split by the kernel, not "
+                     "by the hardware, and devices in them may still reach each other")
+    devices, selection = select(iommu, wanted) if enabled else ([], [])
+    problems.extend(selection)
+    groups = {g["id"]: g for g in (iommu or {}).get("groups") or []}
+    for dev in devices:
+        label = "%s [%s:%s]" % (dev["address"], dev.get("vendor_id"), dev.get("device_id"))
+        if dev.get("is_bridge"):
+            problems.append("%s is a PCI bridge; name the device behind it" % label)
+        if dev.get("boot_vga") and not options.get("force"):
+            problems.append("%s is the console GPU (boot_vga): the host would lose its display; set "
+                            "kvm_host_force_console_gpu: true to take it anyway" % label)
+        group = groups.get(dev.get("iommu_group"))
+        if group is not None and not group.get("isolated"):
+            text = "%s: IOMMU group %s is not isolated (%s)" % (label, group["id"], "; ".join(group.get("reasons") or []))
+            if options.get("allow_shared_group"):
+                notes.append(text + "; going on because kvm_host_allow_shared_group is true")
+            else:
+                problems.append(text + ": move the card to another slot, or set kvm_host_allow_shared_group: true "
+                                "to give the whole group away")
+    if wanted and pending:
+        notes.append("the GPUs (%s) are bound to vfio-pci after the IOMMU is on" % ", ".join(str(w) for w in wanted))
+    amd = [{"address": d["address"], "vendor_id": d["vendor_id"], "device_id": d["device_id"]}
+           for d in devices if d.get("vendor_id") == AMD_VENDOR and str(d.get("class", "")).startswith("03")]
+    return {"devices": devices, "addresses": [d["address"] for d in devices], "amd_gpus": amd,
+            "iommu_pending": pending, "problems": problems, "notes": notes}
+
+
+def pools(lines, root):
+    """``grep -H '' <pool files>`` output -> ``{label: pages}`` (``all`` or ``node<N>``)."""
+    seen = {}
+    for line in lines or []:
+        path, _sep, value = line.rpartition(":")
+        rel = path[len(root.rstrip("/")):]
+        node = re.search(r"/node/node(\d+)/", rel)
+        seen["node%s" % node.group(1) if node else "all"] = int(value) if value.strip().isdigit() else None
+    return seen
+
+
+def pages_after(pages):
+    """hugepages' RV(pages) -> ``{label: pages the kernel gave}`` (re-read by the module)."""
+    return {label: pool.get("after") for label, pool in (pages or {}).items()}
+
+
+def pool_files(root, size, nodes):
+    """The nr_hugepages files that hold the pool the role asked for."""
+    kb = {"2M": 2048, "1G": 1048576}[size]
+    if nodes:
+        return [_join(root, "sys/devices/system/node/node%d/hugepages/hugepages-%dkB/nr_hugepages" % (n, kb))
+                for n in nodes]
+    return [_join(root, "sys/kernel/mm/hugepages/hugepages-%dkB/nr_hugepages" % kb)]
+
+
+def verify(iommu, expected):
+    """What differs on the host (read fresh) from what the role configured.
+
+    ``expected``: ``{addresses: [...], args: [...], pages: {label: count}, seen_pages: {label: count}}``.
+    """
+    problems = []
+    devices = (iommu or {}).get("devices") or {}
+    for address in expected.get("addresses") or []:
+        driver = (devices.get(address) or {}).get("driver")
+        if driver != "vfio-pci":
+            problems.append("%s is on %s, not vfio-pci" % (address, driver or "no driver"))
+    cmdline = ((iommu or {}).get("cmdline") or "").split()
+    for arg in expected.get("args") or []:
+        if arg not in cmdline:
+            problems.append("%s is not on the running kernel's command line" % arg)
+    seen = expected.get("seen_pages") or {}
+    for label, count in sorted((expected.get("pages") or {}).items()):
+        if label in seen and seen[label] != count:
+            problems.append("hugepages %s: %s pages, not %d" % (label, seen[label], count))
+    return problems
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            "kvm_host_probe_files": probe_files,
+            "kvm_host_probe": probe,
+            "kvm_host_preflight": preflight,
+            "kvm_host_pool_files": pool_files,
+            "kvm_host_pools": pools,
+            "kvm_host_pages_after": pages_after,
+            "kvm_host_verify": verify,
+        }

@@ -4,8 +4,10 @@
 # with mtools). What differs per boot loader lives in flavour-$LAB_FLAVOUR.sh: grub (GRUB +
 # update-grub in a first boot of the image) or systemd-boot (bootctl + kernel-install with
 # /etc/kernel/cmdline). Both flavours share the debootstrapped base tarball and the .deb cache,
-# and carry dracut's .debs (not installed) in /var/cache/lab-debs/dracut/. An image is rebuilt
-# only when its recipe (this file, lib.sh, its flavour file, the key, the mirror) changes.
+# and carry dracut's .debs (not installed) in /var/cache/lab-debs/dracut/ and an offline apt
+# repository, the only source apt sees, with libvirt/QEMU/OVMF in /var/cache/lab-debs/repo/. An
+# image is rebuilt only when its recipe (this file, lib.sh, its flavour file, the key, the mirror)
+# changes.
 #
 # Environment: LAB_CACHE (default .cache/lab), LAB_FLAVOUR (grub | systemd-boot), LAB_MIRROR
 # (Debian mirror), LAB_FIRSTBOOT_TIMEOUT (seconds for a first boot, default 900).
@@ -21,6 +23,9 @@ source "$flavour_file"
 start=$SECONDS
 mirror=${LAB_MIRROR:-http://deb.debian.org/debian}
 suite=bookworm
+# In the offline repository (/var/cache/lab-debs/repo), not installed: what kvm_host installs, and
+# python3-apt, which ansible.builtin.apt installs for itself when it is missing.
+repo_packages="qemu-system-x86 libvirt-daemon-system libvirt-clients ovmf python3-libvirt python3-lxml python3-apt"
 packages=linux-image-amd64,initramfs-tools,systemd-sysv,udev,kmod,dbus,openssh-server,python3,pciutils,iproute2,procps,netbase,grub-efi-amd64-bin,grub2-common
 root_size=3G
 firstboot_timeout=${LAB_FIRSTBOOT_TIMEOUT:-900}
@@ -125,7 +130,7 @@ in_tree() {
 #    only: dracut conflicts with initramfs-tools (the default), and tests install it offline.
 cp /etc/resolv.conf "$tree/etc/resolv.conf"   # replaced by QEMU's below
 find "$LAB_CACHE/debs" -maxdepth 1 -name '*.deb' -exec cp -l -t "$tree/var/cache/apt/archives/" {} +
-in_tree "apt: install '${flavour_install[*]}', purge '${flavour_purge[*]}', download dracut" <<EOF
+in_tree "apt: install '${flavour_install[*]}', purge '${flavour_purge[*]}', download dracut and $repo_packages" <<EOF
 export DEBIAN_FRONTEND=noninteractive
 apt_get() { apt-get -q -y -o APT::Sandbox::User=root --no-install-recommends "\$@"; }
 if [ -n "${flavour_purge[*]}" ]; then apt_get purge ${flavour_purge[*]}; fi
@@ -138,6 +143,27 @@ apt_get install -s dracut | sed -n 's/^Inst \([^ ]*\) (\([^ ]*\) .*/\1 \2/p' |
     cp -l /var/cache/apt/archives/"\${name}_\${version//:/%3a}"_*.deb /var/cache/lab-debs/dracut/
   done
 ls /var/cache/lab-debs/dracut/dracut_*.deb /var/cache/lab-debs/dracut/dracut-core_*.deb
+# The offline apt repository: the hypervisor packages (and what they need that the image lacks),
+# downloaded only, with a Packages index by apt-ftparchive (apt-utils, installed for that).
+apt_get install apt-utils
+mkdir -p /var/cache/lab-debs/repo
+apt_get install --download-only $repo_packages
+apt_get install -s $repo_packages | sed -n 's/^Inst \([^ ]*\) (\([^ ]*\) .*/\1 \2/p' |
+  while read -r name version; do
+    cp -l /var/cache/apt/archives/"\${name}_\${version//:/%3a}"_*.deb /var/cache/lab-debs/repo/
+  done
+cd /var/cache/lab-debs/repo
+apt-ftparchive packages . >Packages
+# apt in the VM sees this repository only: the mirror is unreachable from there, and an
+# unreachable source makes apt-get update fail. Its lists are made now, so an install works
+# even before an update.
+rm -f /etc/apt/sources.list.d/*
+echo 'deb [trusted=yes] file:/var/cache/lab-debs/repo ./' >/etc/apt/sources.list
+rm -rf /var/lib/apt/lists/*
+apt_get update
+apt_get install -s $repo_packages >/dev/null
+# A throw-away VM under TCG: dpkg without an fsync per file installs the stack in far less time.
+echo force-unsafe-io >/etc/dpkg/dpkg.cfg.d/lab-unsafe-io
 EOF
 find "$tree/var/cache/apt/archives" -maxdepth 1 -name '*.deb' -exec cp -ln -t "$LAB_CACHE/debs/" {} +
 rm -f "$tree"/var/cache/apt/archives/*.deb "$tree"/var/cache/apt/*.bin

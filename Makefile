@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # simulator tests need little CPU. `make test PYTEST_PARALLEL=` runs them one at a time.
 PYTEST_PARALLEL ?= -n 2 --dist loadfile
 
-.PHONY: all deps link unit sanity lab-image lab-up lab-down integration vcsim molecule bench test test-fast demo clean
+.PHONY: all deps link unit sanity lint lab-image lab-up lab-down integration vcsim molecule bench test test-fast demo clean
 
 all: test
 
@@ -53,14 +53,19 @@ vcsim: deps
 integration: lab-image vcsim
 	$(BIN)/pytest $(PYTEST_PARALLEL) tests/integration $(PYTEST_ARGS)
 
-# The molecule scenarios alone (make test runs them too, through tests/integration/test_molecule.py).
+# The molecule scenarios alone (make test runs them too, through tests/integration/test_molecule*.py).
 # Run from the root: molecule takes a collection's scenarios from extensions/molecule/.
-molecule: lab-image
-	env -u ANSIBLE_CONFIG $(BIN)/molecule test
+molecule: lab-image vcsim
+	env -u ANSIBLE_CONFIG $(BIN)/molecule test --all
 
 # Measurements, not tests (benchmarks/README.md): results go to benchmarks/results/.
 bench: vcsim
 	$(BIN)/python benchmarks/esxi_passthrough_requests.py
+	$(BIN)/python benchmarks/kvm_host_noop.py
+
+# ansible-lint, production profile (make test runs it too, through tests/integration/test_lint.py).
+lint: deps
+	$(BIN)/ansible-lint
 
 # Fast loop for development: no sanity, no lab.
 test-fast: unit
@@ -69,8 +74,10 @@ test-fast: unit
 test: deps sanity lab-image vcsim
 	$(BIN)/pytest $(PYTEST_PARALLEL) tests/unit tests/integration $(PYTEST_ARGS)
 
-demo: lab-image
-	bash tools/demo.sh
+# site.yml on the lab (a KVM VM, a Proxmox-style VM, an ESXi host in the simulator), twice; the
+# second run must change nothing. Ends by saying where the readiness report is.
+demo: lab-image vcsim
+	$(BIN)/python tools/demo.py
 
 clean:
 	-bash tests/lab/stop.sh

@@ -80,6 +80,7 @@ import os
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.passthrough.gpu.plugins.module_utils import _mmio
+from ansible_collections.passthrough.gpu.plugins.module_utils._gpu import human_size
 
 VFIO = "vfio-pci"
 KIND_LABELS = {"kvm": "KVM/libvirt", "proxmox": "Proxmox VE", "esxi": "VMware ESXi"}
@@ -87,16 +88,6 @@ CLASS_LABELS = {"0300": "VGA controller", "0302": "3D controller", "0380": "Disp
 STATUS_RANK = {"ready": 0, "pending": 1, "blocked": 2}
 # What the report's Ready column says: pending means ready once the named step is done.
 READY_TEXT = {"ready": "yes", "pending": "pending", "blocked": "no"}
-
-
-def human_size(size):
-    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if size >= 1 << shift and size % (1 << shift) == 0:
-            return "%d %s" % (size >> shift, unit)
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if size >= 1 << shift:
-            return "%.1f %s" % (size / float(1 << shift), unit)
-    return "%d B" % size
 
 
 def pci_names(path, wanted):

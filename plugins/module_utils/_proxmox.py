@@ -274,6 +274,8 @@ def plan(text, devices, options, exclusive=False):
         if match:
             entries[int(match.group(1))] = value
     taken, placed = dict(entries), {}
+    # Slots asked for by index are not handed out to devices without one, whatever the order.
+    reserved = set(want["index"] for want in wanted if want["index"] is not None)
     for want in wanted:
         hits = [i for i, value in sorted(entries.items()) if _matches(want, *_entry_identity(value))]
         if len(hits) > 1:
@@ -284,10 +286,13 @@ def plan(text, devices, options, exclusive=False):
             taken.pop(hits[0], None)
             _set(config, "hostpci%d" % hits[0], None, changes)
         if index is None:
-            free = [i for i in range(MAX_HOSTPCI) if i not in taken and i not in placed]
+            free = [i for i in range(MAX_HOSTPCI) if i not in taken and i not in placed and i not in reserved]
             if not free:
                 raise ProxmoxError("no free hostpci slot for %s (all %d used)" % (_describe(want), MAX_HOSTPCI))
             index = free[0]
+        elif index in placed:
+            raise ProxmoxError("hostpci%d is asked for by both %s and %s"
+                               % (index, _describe(placed[index]), _describe(want)))
         elif index in taken and index not in hits:
             raise ProxmoxError("hostpci%d already holds %r; free it or choose another index"
                                % (index, taken[index]))

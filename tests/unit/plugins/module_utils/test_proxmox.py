@@ -162,6 +162,20 @@ def test_refusals(text, devices, options, message):
         _proxmox.plan(text, devices, dict(NONE, **options))
 
 
+def test_an_asked_index_is_not_given_to_an_earlier_device():
+    """A device without an index must not take a slot a later device asks for by index."""
+    new, _c, _w = _proxmox.plan("machine: q35\n", [{"host": "0000:01:00"}, {"host": "0000:02:00", "index": 0}],
+                                NONE)
+    assert new == "machine: q35\nhostpci1: 0000:01:00\nhostpci0: 0000:02:00\n"
+
+
+def test_an_asked_index_held_by_another_wanted_device_is_refused():
+    """01:00 keeps its hostpci0, which 02:00 asks for by index: a refusal, not a silent overwrite."""
+    with pytest.raises(_proxmox.ProxmoxError, match="hostpci0 is asked for by both"):
+        _proxmox.plan("machine: q35\nhostpci0: 0000:01:00\n", [{"host": "0000:01:00"}, {"host": "0000:02:00", "index": 0}],
+                      NONE)
+
+
 def test_no_free_slot():
     text = "".join("hostpci%d: 0000:%02x:00.0\n" % (i, i + 0x10) for i in range(16))
     with pytest.raises(_proxmox.ProxmoxError, match="no free hostpci slot"):

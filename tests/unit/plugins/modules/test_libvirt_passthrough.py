@@ -51,7 +51,7 @@ def test_check_apply_check_apply(virsh, run_module):
 @pytest.mark.parametrize("args, message", [
     ({"name": "nope", "hugepages": True}, "no domain 'nope' on qemu:///system"),
     ({"hostdevs": ["0000:07:00.0"]}, "0000:07:00.0 is not a PCI device on this host"),
-    ({"hostdevs": ["1:0.0"]}, "1:0.0"),
+    ({"hostdevs": ["1:0.0"]}, "'1:0.0' is not a PCI address like 0000:01:00.0"),
     ({"vcpu_pins": {"0": "4"}}, "host CPU.s. 4, not online"),
     ({"hugepage_size": "2M"}, "hugepage_size needs hugepages=true"),
     ({"mmio64_mb": 1024}, "mmio64_mb is read by OVMF only"),

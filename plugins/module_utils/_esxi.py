@@ -300,6 +300,12 @@ def _update_passthru(api, changes, before, selectors, host_name, done):
     done.append("UpdatePassthruConfig for %d device(s) (%s)" % (len(changes), _ids([c[0] for c in changes])))
 
 
+def check_params(params):
+    """What the argument spec cannot check, before any connection: raises VsphereError."""
+    if params.get("reboot_timeout") is not None and params["reboot_timeout"] < 1:
+        raise VsphereError("reboot_timeout must be at least 1 second, got %d; nothing was changed" % params["reboot_timeout"])
+
+
 def run_passthrough(params, api, check_mode, clock=time.monotonic, sleep=time.sleep):
     """The esxi_passthrough module: read, plan, one gate for check mode, act, read back, decide on
     the reboot from what was read back, and report ``changed`` from a before/after comparison."""

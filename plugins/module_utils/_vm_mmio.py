@@ -76,6 +76,10 @@ def parse_size(value):
     return size
 
 
+def _gib(size):
+    return "%g GiB" % round(float(size) / _mmio.GIB, 3)
+
+
 def infer_rule(rule, bar_sizes, size_gb):
     """The rule asked for, or the one the given input implies: bars, then fixed, then count."""
     if rule:
@@ -116,6 +120,12 @@ def size_plan(rule=None, gpu_count=None, bar_sizes=None, size_gb=None):
         raise VmMmioError(str(exc))
     chosen = {"count": by_count, "bars": by_bars, "fixed": size_gb}[rule]
     total = sum(sizes) if sizes else None
+    if total is not None and chosen * _mmio.GIB < total:
+        # Not a judgement call: the BARs cannot all be placed, and ESXi refuses the power-on
+        # ("PCIPassthru: total number of pages needed ... exceeds limit").
+        raise VmMmioError("refusing, nothing was changed: 64bitMMIOSizeGB %d (rule %s) cannot hold the given BARs "
+                          "(%s in all), so the VM would not power on; use rule bars (%d GB) or a size_gb of at "
+                          "least %d" % (chosen, rule, _gib(total), by_bars, -(-total // _mmio.GIB)))
     warnings = []
     if by_bars is not None and chosen < by_bars:
         warnings.append("64bitMMIOSizeGB %d (rule %s) is below the %d GB the given BARs need (rule bars): "
@@ -272,6 +282,9 @@ def run(params, check_mode):
     """The whole module: returns the result dict (with ``warnings`` and ``diff``); raises VmMmioError
     or _vsphere.VsphereError."""
     sizing, warnings = size_plan(params["rule"], params["gpu_count"], params["bar_sizes"], params["size_gb"])
+    if params["shutdown_timeout"] < 1:
+        # Checked before anything: found only after the shutdown, it would leave the guest down.
+        raise VmMmioError("shutdown_timeout must be at least 1 second, got %d; nothing was changed" % params["shutdown_timeout"])
     content = _vsphere.connect(params)
     vm = _vsphere.find_vm(content, params["vm_name"], params["vm_uuid"])
     name, current, power_state = _vsphere.call("reading VM %s" % (params["vm_name"] or params["vm_uuid"]), lambda: (

@@ -308,6 +308,33 @@ def _plan_absent(wants, existing):
     return remove
 
 
+def _memory_problems(adds, facts):
+    """A VM bound to its host (a static device or a vGPU) whose memory is more than the host has:
+    with the full reservation a passthrough VM needs, it could never power on there."""
+    memory, host_memory = facts.get("memory_mb"), facts.get("host_memory_mb")
+    if not (memory and host_memory and memory > host_memory):
+        return []
+    bound = [a for a in adds if a["kind"] in ("static", "vgpu")]
+    if not bound:
+        return []
+    return ["VM %s has %d MiB of memory, more than host %s has (%d MiB): a VM with %s reserves all its memory, "
+            "so it could never power on there; give the VM less memory first" % (
+                facts["name"], memory, facts["host"], host_memory, ", ".join(text(a) for a in bound))]
+
+
+def _held_warnings(adds, facts):
+    """ESXi lets several VMs have one static device (one at a time runs with it): say which others do."""
+    warnings = []
+    for add in adds:
+        holders = (facts.get("held") or {}).get(add.get("id")) if add["kind"] == "static" else None
+        if holders:
+            running = [name for name, power in holders if power == "poweredOn"]
+            warnings.append("%s is also given to %s on host %s; only one VM at a time can run with it%s" % (
+                add["id"], ", ".join("VM %s (%s)" % (name, power) for name, power in holders), facts["host"],
+                ": VM %s will not power on while %s runs" % (facts["name"], " and ".join(running)) if running else ""))
+    return warnings
+
+
 def lost_features(vm_name, adds):
     """What users must know about a VM that now has a passthrough device."""
     warnings = []
@@ -327,7 +354,9 @@ def plan(wants, existing, state, facts):
     ``facts``: name, power_state, hw_version, locked, host, active ({pci id: {system_id, vendor_id,
     device_id, name}} from the host's config target), passthru ({pci id: {capable, enabled, active}},
     for messages), profiles (vGPU profiles the host offers), dynamic_offered ({(vendor, device,
-    hardware label or None): (vendorId, deviceId) as the cluster's config target gives them}).
+    hardware label or None): (vendorId, deviceId) as the cluster's config target gives them}); optional:
+    memory_mb and host_memory_mb (a host-bound VM larger than its host is refused), held ({pci id:
+    [(VM name, power state)]} of the host's other VMs with that static device, for a warning).
 
     Devices change only on a powered-off VM. The lock alone also changes on a running VM, as ESXi
     allows: a running VM that has its devices (so all its memory is reserved already) but not the
@@ -347,8 +376,10 @@ def plan(wants, existing, state, facts):
     elif lock and facts["power_state"] not in ("poweredOff", "poweredOn"):
         problems.append("VM %s is %s: its memory reservation is locked while it is powered on or off; resume it "
                         "or power it off first" % (facts["name"], state_text))
+    problems.extend(_memory_problems(adds, facts))
     if problems:
         raise VmPassthroughError("refusing, nothing was changed: " + "; ".join(problems))
+    warnings.extend(_held_warnings(adds, facts))
     warnings.extend(lost_features(facts["name"], adds))
     return {"add": adds, "remove": remove, "lock": lock, "warnings": warnings}
 
@@ -375,21 +406,51 @@ def _passthrough_devices(vm):
     return [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualPCIPassthrough)]
 
 
-def gather(vm, wants, state, what):
+def gather(vm, wants, state, what, content=None):
     """The VM's passthrough devices (as device dicts) and the facts plan() needs, read only as far
-    as the request needs them. A fault on any read is a VsphereError: "``what`` failed: ..."."""
-    return _vsphere.call(what, _gather, vm, wants, state)
+    as the request needs them. A fault on any read is a VsphereError: "``what`` failed: ...".
+    ``content`` (the service content) lets the other VMs of the host be read in one request."""
+    return _vsphere.call(what, _gather, vm, wants, state, content)
 
 
-def _gather(vm, wants, state):
+def _other_holders(vm, host, static_ids, content):
+    """{pci id: [(VM name, power state)]}: the other VMs of the host with one of ``static_ids`` as a
+    static DirectPath device. One request for all of them (pyVmomi would make one per attribute)."""
+    others = [other for other in (getattr(host, "vm", None) or [])
+              if getattr(other, "_moId", other) != getattr(vm, "_moId", vm)]
+    if not others or content is None:
+        return {}
+    held = {}
+    read = _vsphere.read_many(content, others, ["name", "runtime.powerState", "config.hardware.device"],
+                              "reading the other VMs of host %s" % host.name)
+    for props in read.values():
+        for device in props.get("config.hardware.device") or []:
+            if isinstance(device, vim.vm.device.VirtualPCIPassthrough):
+                found = describe(device)
+                if found["kind"] == "static" and found["id"] in static_ids:
+                    held.setdefault(found["id"], []).append((props.get("name"), props.get("runtime.powerState")))
+    return held
+
+
+def _gather(vm, wants, state, content=None):
     existing = [describe(d) for d in _passthrough_devices(vm)]
     host = vm.runtime.host
     config = vm.config
     facts = {"name": vm.name, "power_state": vm.runtime.powerState, "hw_version": config.version,
              "locked": bool(config.memoryReservationLockedToMax), "host": host.name if host else None,
-             "active": {}, "passthru": {}, "profiles": [], "dynamic_offered": {}}
+             "active": {}, "passthru": {}, "profiles": [], "dynamic_offered": {}, "held": {},
+             "memory_mb": getattr(config.hardware, "memoryMB", None), "host_memory_mb": None}
     if state != "present" or host is None:
         return existing, facts
+    static_ids = set(w["id"] for w in wants if w["kind"] == "static") - set(
+        e["id"] for e in existing if e["kind"] == "static")
+    if static_ids or any(w["kind"] == "vgpu" for w in wants):
+        # A static device or a vGPU ties the VM to this host, which must hold all its memory reserved.
+        summary_hw = getattr(getattr(host, "summary", None), "hardware", None)
+        if getattr(summary_hw, "memorySize", None):
+            facts["host_memory_mb"] = summary_hw.memorySize // (1024 * 1024)
+    if static_ids:
+        facts["held"] = _other_holders(vm, host, static_ids, content)
     browser = vm.environmentBrowser or host.parent.environmentBrowser
     what = "reading the config target of host %s" % host.name
     target = _vsphere.call(what, browser.QueryConfigTarget, host=host)
@@ -451,10 +512,12 @@ def run(params, check_mode):
     VmPassthroughError or _vsphere.VsphereError."""
     wants = parse_wants(params["devices"], params["vgpu_profile"])
     if not wants:
-        raise VmPassthroughError("give devices or vgpu_profile")
+        raise VmPassthroughError("nothing asked: devices is empty and vgpu_profile is not given; give devices "
+                                 "(id, or vendor_id and device_id) or vgpu_profile")
     content = _vsphere.connect(params)
     vm = _vsphere.find_vm(content, params["vm_name"], params["vm_uuid"])
-    existing, facts = gather(vm, wants, params["state"], "reading VM %s" % (params["vm_name"] or params["vm_uuid"]))
+    existing, facts = gather(vm, wants, params["state"], "reading VM %s" % (params["vm_name"] or params["vm_uuid"]),
+                             content)
     planned = plan(wants, existing, params["state"], facts)
     result = outcome(existing, planned, facts["locked"])
     result.update(vm=facts["name"], host=facts["host"], warnings=planned["warnings"])

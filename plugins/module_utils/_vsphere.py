@@ -106,12 +106,21 @@ def vm_argument_spec(**extra):
     return vsphere_argument_spec(vm_name={"type": "str"}, vm_uuid={"type": "str"}, **extra)
 
 
+CERTIFICATE_HINT = ("; the server's certificate is not trusted here: add its CA to the trusted ones of the "
+                    "Python that runs the module (for example through SSL_CERT_FILE), or set validate_certs: false "
+                    "only where a man in the middle is no concern (a lab)")
+
+
 def connect(params):
-    """Log in; return the service content. Raises VsphereError with vmware.vmware's message."""
+    """Log in; return the service content. Raises VsphereError with vmware.vmware's message (and,
+    for an untrusted certificate, what to do about it)."""
     try:
         return PyvmomiClient(**params).content
     except (ApiAccessError, MissingLibError) as exc:
-        raise VsphereError(str(exc))
+        message = str(exc)
+        if "CERTIFICATE_VERIFY_FAILED" in message:
+            message += CERTIFICATE_HINT
+        raise VsphereError(message)
 
 
 def fault_text(exc):
@@ -212,6 +221,19 @@ def find_vm(content, name=None, uuid=None):
     if len(found) > 1:
         raise VsphereError("%d virtual machines are named %r; give vm_uuid instead" % (len(found), name))
     return found[0]
+
+
+def read_many(content, objs, paths, what):
+    """The same properties of several objects of one type in one request: ``{moId: {path: value}}``
+    (unset properties absent). A fault is a VsphereError naming ``what``."""
+    if not objs:
+        return {}
+    pc = vmodl.query.PropertyCollector
+    spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=obj, skip=False) for obj in objs],
+                         propSet=[pc.PropertySpec(type=type(objs[0]), pathSet=list(paths))])
+    found = call(what, content.propertyCollector.RetrieveContents, [spec]) or []
+    return dict((item.obj._moId, dict((p.name, p.val) for p in item.propSet))  # pylint: disable=protected-access
+                for item in found)
 
 
 def _names(content, objs):

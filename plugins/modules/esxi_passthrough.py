@@ -118,7 +118,8 @@ options:
     default: false
   reboot_timeout:
     description:
-      - Seconds for the whole reboot (maintenance mode included) before the module fails.
+      - Seconds for the whole reboot (maintenance mode included) before the module fails; at least 1
+        (checked before anything is done).
     type: int
     default: 1800
 notes:
@@ -278,6 +279,7 @@ def main():
                            required_one_of=[("devices", "graphics_type", "assignment_policy")],
                            required_by={"hardware_label": "devices"})
     try:
+        _esxi.check_params(module.params)
         result = _esxi.run_passthrough(module.params, _vsphere.HostApi(module.params), module.check_mode)
     except _vsphere.VsphereError as exc:
         module.fail_json(msg=str(exc), changed=exc.changed)

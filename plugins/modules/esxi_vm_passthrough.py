@@ -31,11 +31,15 @@ description:
     DirectPath on a VM below virtual hardware vmx-17; a Dynamic DirectPath O(devices[].label) that no device
     offered in the VM's cluster (or standalone host) has as its hardware label (the message lists the labels
     offered for those ids); a vGPU profile the host does not offer (the message lists those it offers); a VM
-    that already has another vGPU profile; a VM that is not powered off when devices are to change."
+    that already has another vGPU profile; a VM that is not powered off when devices are to change; a static
+    device or vGPU for a VM with more memory than its host has (with all its memory reserved it could never
+    power on there)."
   - Idempotent. With O(state=present) a static device already on the VM is not added again, and for Dynamic
     DirectPath the VM gets as many devices of each vendor id, device id and label as are listed. With
     O(state=absent) exactly the devices that match are removed (static by id; Dynamic by ids and label;
     vGPU by profile).
+  - Warns when a static device is added that other VMs of the host also have (ESXi allows it; only one of
+    them at a time runs with it), naming them and whether they run.
   - Warns when a device is added that the VM loses vMotion, DRS load balancing, snapshots, suspend and memory
     overcommit (DirectPath), or what vMotion of a vGPU VM needs.
 author:

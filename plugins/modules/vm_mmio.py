@@ -48,7 +48,9 @@ options:
       - V(count) needs O(gpu_count); V(bars) needs O(bar_sizes); V(fixed) needs O(size_gb).
       - When not given, V(bars) if O(bar_sizes) is given, else V(fixed) if O(size_gb) is given, else V(count).
       - Whatever the rule, the result reports the value of each rule whose input is given, and warns when the
-        size used is below what O(bar_sizes) needs.
+        size used is below what O(bar_sizes) needs by the V(bars) rule (headroom included).
+      - A size smaller than the sum of O(bar_sizes) is refused before anything is changed, whatever the rule,
+        since the BARs cannot all be placed and ESXi would refuse to power the VM on.
     type: str
     choices: [count, bars, fixed]
   gpu_count:
@@ -96,7 +98,8 @@ options:
     default: false
   shutdown_timeout:
     description:
-      - Seconds to wait for the guest to shut down with O(power_cycle=true).
+      - Seconds to wait for the guest to shut down with O(power_cycle=true); at least 1 (checked before
+        anything is done).
     type: int
     default: 300
 notes:

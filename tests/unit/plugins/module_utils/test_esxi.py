@@ -530,3 +530,11 @@ def test_info_filters_by_the_same_names():
     info = _esxi.run_info({"devices": ["8086:56c0"]}, FakeHost(enabled=(FLEX,)))["passthrough"]
     assert [(d["id"], d["vendor_id"]) for d in info["devices"]] == [(FLEX, "8086")]
     assert info["reboot_required"] is True
+
+
+@pytest.mark.parametrize("timeout", [0, -5])
+def test_a_reboot_timeout_below_one_second_is_refused(timeout):
+    with pytest.raises(VsphereError, match=r"^reboot_timeout must be at least 1 second, got %d; nothing was changed$"
+                       % timeout):
+        _esxi.check_params({"reboot_timeout": timeout})
+    _esxi.check_params({"reboot_timeout": 1})

@@ -39,7 +39,7 @@ def test_parse_size_refuses(value, message):
     (None, None, A100_40GB, None, "bars", 128, None, 128),
     (None, 1, A100_40GB, None, "bars", 128, 32, 128),   # bars given: bars decide, count still reported
     (None, None, None, 256, "fixed", 256, None, None),
-    ("count", 1, A100_40GB, None, "count", 32, 32, 128),
+    ("count", 4, A100_40GB, None, "count", 128, 128, 128),
     ("fixed", 2, ["16G"], 512, "fixed", 512, 64, 32),
     ("bars", None, [256 * MIB, "32M"], None, "bars", 1, None, 1),  # a T4: tiny BARs
 ])
@@ -51,8 +51,8 @@ def test_size_plan_rules(rule, gpus, bars, fixed, used, size, by_count, by_bars)
 
 
 @pytest.mark.parametrize("rule, gpus, bars, fixed, warned", [
-    ("count", 1, A100_40GB, None, "below the 128 GB"),
-    ("fixed", None, A100_40GB, 64, "below the 128 GB"),
+    ("count", 1, ["32G"], None, "below the 64 GB"),     # holds the BARs, without the bars rule's headroom
+    ("fixed", None, ["32G"], 32, "below the 64 GB"),
     (None, None, None, 48, "not a power of two"),
     (None, 2, None, None, None),
     (None, None, A100_40GB, None, None),
@@ -82,6 +82,10 @@ def test_needs_64bit_mmio_follows_the_bars():
     (None, 0, None, None, "gpu_count must be a whole number"),
     (None, None, ["64G", "48G"], None, "power of two"),
     ("auto", 1, None, None, "rule must be one of"),
+    # a window smaller than the BARs themselves: the VM would never power on
+    ("count", 1, A100_40GB, None, r"^refusing, nothing was changed: 64bitMMIOSizeGB 32 \(rule count\) cannot hold the "
+                                  r"given BARs \(64.031 GiB in all\).*use rule bars \(128 GB\) or a size_gb of at least 65$"),
+    ("fixed", None, A100_40GB, 64, "64bitMMIOSizeGB 64 \\(rule fixed\\) cannot hold the given BARs"),
 ])
 def test_size_plan_refuses(rule, gpus, bars, fixed, message):
     with pytest.raises(_vm_mmio.VmMmioError, match=message):

@@ -318,3 +318,31 @@ def test_a_clash_with_the_vm_is_reported_even_when_the_add_is_refused_for_anothe
     with pytest.raises(vp.VmPassthroughError) as err:
         vp.plan(wants(vgpu_profile="grid_t4-2q"), [static(A100)], "present", facts(profiles=[]))
     assert "offers none" in str(err.value) and "already has 0000:3b:00.0" in str(err.value)
+
+
+# --- memory the host cannot reserve, a static device other VMs have -----------------------------
+
+@pytest.mark.parametrize("wanted, vgpu_profile", [([{"id": A100}], None), ([], "grid_a100-4c")])
+def test_a_host_bound_vm_larger_than_its_host_is_refused(wanted, vgpu_profile):
+    with pytest.raises(vp.VmPassthroughError) as err:
+        vp.plan(wants(*wanted, vgpu_profile=vgpu_profile), [], "present", facts(memory_mb=8192, host_memory_mb=4095))
+    assert str(err.value).startswith("refusing, nothing was changed: VM vm1 has 8192 MiB of memory, more than host "
+                                     "esx1 has (4095 MiB): a VM with ")
+    assert "could never power on there" in str(err.value)
+
+
+def test_memory_is_not_checked_for_dynamic_devices_nor_when_nothing_is_added():
+    # Dynamic DirectPath lets DRS pick a host at power-on; a device the VM has is no add.
+    assert vp.plan(wants(T4_WANT), [], "present", facts(memory_mb=8192, host_memory_mb=4095))["add"]
+    assert vp.plan(wants({"id": A100}), [static(A100)], "present",
+                   facts(memory_mb=8192, host_memory_mb=4095, locked=True))["add"] == []
+    assert vp.plan(wants({"id": A100}), [], "present", facts(memory_mb=4095, host_memory_mb=4095))["add"]
+
+
+def test_a_static_device_other_vms_have_is_added_with_a_warning():
+    held = {A100: [("vm2", "poweredOn"), ("vm3", "poweredOff")]}
+    planned = vp.plan(wants({"id": A100}, {"id": INTEL}), [], "present", facts(held=held))
+    assert [a["id"] for a in planned["add"]] == [A100, INTEL]
+    assert planned["warnings"][0] == ("0000:3b:00.0 is also given to VM vm2 (poweredOn), VM vm3 (poweredOff) on host "
+                                      "esx1; only one VM at a time can run with it: VM vm1 will not power on while vm2 runs")
+    assert not any(INTEL in w for w in planned["warnings"])

@@ -318,3 +318,18 @@ def test_a_fault_from_a_plain_property_read_is_an_error_not_a_traceback():
         _vsphere.find_vm(service, uuid="4201")
     with pytest.raises(TypeError):  # other errors are bugs: not hidden
         _vsphere.call("adding", lambda: 1 + "1")
+
+
+@pytest.mark.parametrize("message, hinted", [
+    ("Unable to connect to the vCenter or ESXi API at vc on TCP/443: [SSL: CERTIFICATE_VERIFY_FAILED] certificate "
+     "verify failed: self-signed certificate (_ssl.c:1006)", True),
+    ("Unable to log on to the vCenter or ESXi API at vc:443 as u: Login failure", False),
+])
+def test_connect_says_what_to_do_about_an_untrusted_certificate(monkeypatch, message, hinted):
+    def refuse(**params):
+        raise _vsphere.ApiAccessError(message)
+    monkeypatch.setattr(_vsphere, "PyvmomiClient", refuse)
+    with pytest.raises(VsphereError) as err:
+        _vsphere.connect({"hostname": "vc"})
+    assert str(err.value) == message + (_vsphere.CERTIFICATE_HINT if hinted else "")
+    assert ("SSL_CERT_FILE" in str(err.value)) is hinted

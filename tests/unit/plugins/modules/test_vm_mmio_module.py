@@ -94,11 +94,21 @@ def test_power_cycle_shuts_down_reconfigures_and_powers_on(fake, run_module):
     assert code == 0 and again["changed"] is False and again["power_cycled"] is False and len(fake.calls) == 3
 
 
-def test_a_guest_that_does_not_shut_down_is_not_reconfigured(fake, run_module):
+def test_a_guest_that_does_not_shut_down_is_not_reconfigured(fake, run_module, monkeypatch):
     fake.runtime.powerState, fake.shuts_down = "poweredOn", False
-    code, result = run_module(vm_mmio, dict(ARGS, power_cycle=True, shutdown_timeout=0))
+    clock = [0.0]  # a clock that moves only when the module sleeps: no real waiting
+    monkeypatch.setattr(_vm_mmio, "time", SimpleNamespace(
+        monotonic=lambda: clock[0], sleep=lambda seconds: clock.__setitem__(0, clock[0] + seconds)))
+    code, result = run_module(vm_mmio, dict(ARGS, power_cycle=True, shutdown_timeout=5))
     assert code == 1 and result["changed"] is True  # the shutdown request was sent
-    assert "did not shut down within 0 s" in result["msg"] and fake.calls == ["ShutdownGuest"]
+    assert "did not shut down within 5 s" in result["msg"] and fake.calls == ["ShutdownGuest"]
+
+
+def test_a_shutdown_timeout_below_one_second_is_refused_before_the_shutdown(fake, run_module):
+    fake.runtime.powerState = "poweredOn"
+    code, result = run_module(vm_mmio, dict(ARGS, power_cycle=True, shutdown_timeout=0))
+    assert code == 1 and result["changed"] is False and fake.calls == []
+    assert result["msg"] == "shutdown_timeout must be at least 1 second, got 0; nothing was changed"
 
 
 def test_a_failed_reconfigure_powers_the_guest_on_again(fake, run_module, monkeypatch):

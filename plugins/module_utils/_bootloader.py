@@ -130,9 +130,13 @@ class Plan(object):
 
 def satisfied(cmdline, args, state):
     """Whether ``cmdline`` already has ``args`` (present) or none of them (absent)."""
-    current = [_cmdline.key_value(token) for token in _cmdline.split(cmdline)]
+    tokens = _cmdline.split(cmdline)
+    if _cmdline.INIT_SEPARATOR in tokens:  # what follows goes to init, not the kernel
+        tokens = tokens[:tokens.index(_cmdline.INIT_SEPARATOR)]
+    current = [(_cmdline.param_key(k), v) for k, v in (_cmdline.key_value(token) for token in tokens)]
     for arg in args:
         key, value = _cmdline.key_value(arg)
+        key = _cmdline.param_key(key)
         if state == "present":
             # the last value of a key is the one the kernel uses
             values = [v for k, v in current if k == key]
@@ -438,6 +442,7 @@ def merge_iommu_args(root, args, iommu, state):
     """
     if iommu is None:
         iommu = "auto" if state == "present" else "none"
+    given = iommu
     if iommu == "auto":
         iommu = iommu_vendor(root)
     if iommu not in IOMMU_ARGS:
@@ -446,15 +451,20 @@ def merge_iommu_args(root, args, iommu, state):
         _cmdline.validate(args)
     except _cmdline.CmdlineError as exc:
         raise BootloaderError(str(exc))
-    keys = set(_cmdline.key_value(a)[0] for a in args)
-    return [a for a in IOMMU_ARGS[iommu] if _cmdline.key_value(a)[0] not in keys] + list(args)
+    off = [a for a in args if _cmdline.key_value(a) in (("intel_iommu", "off"), ("amd_iommu", "off"), ("iommu", "off"))]
+    if state == "present" and iommu != "none" and off:
+        # Each would win over the IOMMU argument it replaces: the run would turn off what it asks for.
+        raise BootloaderError("args has %s, which turns off the %s IOMMU that iommu=%s asks for: set iommu to none "
+                              "to turn the IOMMU off, or drop %s" % (" ".join(off), iommu, given, " ".join(off)))
+    keys = set(_cmdline.param_key(_cmdline.key_value(a)[0]) for a in args)
+    return [a for a in IOMMU_ARGS[iommu] if _cmdline.param_key(_cmdline.key_value(a)[0]) not in keys] + list(args)
 
 
 def isolation_warnings(args, state):
     if state != "present":
         return []
-    keys = set(_cmdline.key_value(a)[0] for a in args)
-    return [WEAK_ISOLATION[k] for k in sorted(WEAK_ISOLATION) if k in keys]
+    keys = set(_cmdline.param_key(_cmdline.key_value(a)[0]) for a in args)
+    return [WEAK_ISOLATION[k] for k in sorted(WEAK_ISOLATION) if _cmdline.param_key(k) in keys]
 
 
 def plan_result(plan, applied):

@@ -24,7 +24,9 @@ IOMMU_KEYS = (
 )
 # Everything after a lone "--" goes to init, not the kernel.
 INIT_SEPARATOR = "--"
-WANTED_RE = re.compile(r"^[A-Za-z0-9_.-]+(=[^\s\"]*)?$")
+# \Z, not $: "$" also matches before a final newline, and "iommu=pt\n" would go into the files as is.
+# No quotes (the kernel's and grub.cfg's) and no control characters in a value.
+WANTED_RE = re.compile(r"^[A-Za-z0-9_.-]+(=[^\s\"'\x00-\x1f\x7f]*)?\Z")
 
 
 class CmdlineError(ValueError):
@@ -67,6 +69,15 @@ def key_value(arg):
     return key, value
 
 
+def param_key(key):
+    """``key`` as the kernel compares parameter names: '-' and '_' are the same character.
+
+    parameq() in kernel/params.c, used for module and early parameters: ``vfio-pci.ids`` and
+    ``vfio_pci.ids`` set the same thing, so removing one spelling must remove the other.
+    """
+    return key.replace("-", "_")
+
+
 def to_dict(args):
     """Last one wins, as in the kernel for ordinary parameters."""
     return dict(key_value(arg) for arg in args)
@@ -78,10 +89,11 @@ def validate(args):
         if not isinstance(arg, str) or not WANTED_RE.match(arg):
             raise CmdlineError(
                 "%r is not a kernel argument this module can manage: use key or key=value with "
-                "letters, digits, '_', '.', '-' in the key and no white space or quotes" % (arg,))
+                "letters, digits, '_', '.', '-' in the key and no white space, quotes or control characters"
+                % (arg,))
         if arg == INIT_SEPARATOR:
             raise CmdlineError("'--' separates init's arguments and cannot be managed")
-    keys = [key_value(arg)[0] for arg in args]
+    keys = [param_key(key_value(arg)[0]) for arg in args]
     duplicates = sorted(set(k for k in keys if keys.count(k) > 1))
     if duplicates:
         raise CmdlineError("more than one value asked for %s" % ", ".join(duplicates))
@@ -90,7 +102,7 @@ def validate(args):
 
 def _matches(token, key, value):
     got_key, got_value = key_value(token)
-    return got_key == key and (value is None or got_value == value)
+    return param_key(got_key) == param_key(key) and (value is None or got_value == value)
 
 
 def edit(text, args, state="present"):
@@ -99,6 +111,7 @@ def edit(text, args, state="present"):
     present ``key=value``: the first argument with that key becomes ``key=value`` in place,
     later ones with that key go; appended (before a ``--``) when the key is not there.
     absent ``key``: every argument with that key goes; absent ``key=value``: only that value.
+    Keys compare as the kernel compares them (param_key): ``vfio_pci.ids`` is ``vfio-pci.ids``.
     """
     validate(args)
     pieces, tail = _pieces(text)
@@ -118,6 +131,11 @@ def edit(text, args, state="present"):
                 tokens[i] = None
         else:
             appended.append(arg)
+    if appended and text.count('"') % 2 and INIT_SEPARATOR not in tokens:
+        # The kernel reads an unclosed quote to the end: what is appended would be inside it.
+        raise CmdlineError("the command line has an unclosed double quote (%s): an argument added "
+                           "at its end would become part of the quoted value; close the quote first"
+                           % pieces[-1][1])
     return _render(pieces, tokens, tail, appended)
 
 

@@ -25,6 +25,11 @@ ASSIGN_RE = re.compile(r"^(?P<prefix>[ \t]*(?:export[ \t]+)?(?P<name>GRUB_CMDLIN
 BARE_VALUE_RE = re.compile(r"[^\s;#&|<>()\"'$`\\]*")
 SUFFIX_RE = re.compile(r"^(?:[ \t]+(?:#.*)?)?$")
 NEEDS_QUOTES_RE = re.compile(r"[^A-Za-z0-9_.,:=/+@%-]")
+# The variables assigned anywhere else on a line (after another assignment or a command, with
+# readonly, +=): the shell sets them there too, so such a line is refused, not skipped.
+ELSEWHERE_RE = re.compile(r"(?<![A-Za-z0-9_])GRUB_CMDLINE_LINUX(?:_DEFAULT)?\+?=")
+# A comment starts at a '#' that begins a word.
+COMMENT_RE = re.compile(r"(?:^|[ \t;&|])#.*")
 
 
 class GrubError(ValueError):
@@ -68,6 +73,11 @@ def parse_assignment(line, where="line"):
     """The assignment on ``line``, None if it assigns neither variable; GrubError if too complex."""
     match = ASSIGN_RE.match(line)
     if not match:
+        code = COMMENT_RE.sub("", line)
+        found = ELSEWHERE_RE.search(code)
+        if found:
+            raise GrubError("%s: assigns %s where this module does not edit it (only NAME=value or export "
+                            "NAME=value alone on a line): edit it by hand" % (where, found.group(0).rstrip("+=")))
         return None
     rest = match.group("rest")
     where = "%s: %s" % (where, match.group("name"))
@@ -84,6 +94,10 @@ def parse_assignment(line, where="line"):
         style = "bare"
         end = BARE_VALUE_RE.match(rest).end()
         value = rest[:end]
+        if re.search(r"(?:^|:)~", value):
+            # the shell puts a home directory there (tilde expansion in assignments)
+            raise GrubError("%s: an unquoted value with ~ at its start or after ':' is expanded by the "
+                            "shell: quote the value" % where)
     suffix = rest[end:]
     if not SUFFIX_RE.match(suffix):
         raise GrubError("%s is followed by %r; only a comment may follow the value" % (where, suffix.strip()))
@@ -99,6 +113,16 @@ def quote(value, style):
     return '"%s"' % re.sub(r'(["\\$`])', r"\\\1", value)
 
 
+def lines(text):
+    """``text`` in lines as the shell reads it: only a newline ends a line.
+
+    Not str.splitlines(), which also ends one at a carriage return, form feed, NEL (U+0085) or
+    U+2028: a comment holding one of those would hide a "line" the shell never runs.
+    """
+    parts = text.split("\n")
+    return [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
 def find_last(files, name):
     """``(file index, line index, Assignment)`` of the assignment that counts, or None.
 
@@ -106,7 +130,7 @@ def find_last(files, name):
     """
     found = None
     for file_index, (path, text) in enumerate(files):
-        for line_index, line in enumerate(text.splitlines(True)):
+        for line_index, line in enumerate(lines(text)):
             assignment = parse_assignment(line, "%s line %d" % (path, line_index + 1))
             if assignment and assignment.name == name:
                 found = (file_index, line_index, assignment)
@@ -115,9 +139,9 @@ def find_last(files, name):
 
 def _set_value(texts, found, value):
     file_index, line_index, assignment = found
-    lines = texts[file_index].splitlines(True)
-    lines[line_index] = assignment.render(value)
-    texts[file_index] = "".join(lines)
+    file_lines = lines(texts[file_index])
+    file_lines[line_index] = assignment.render(value)
+    texts[file_index] = "".join(file_lines)
 
 
 def configured(files):
@@ -147,10 +171,10 @@ def edit(files, args, state="present"):
         linux_value = _cmdline.edit(linux_value, args, "absent")
         default_value = _cmdline.edit(default_value, args, "absent")
     else:
-        linux_keys = set(_cmdline.key_value(a)[0] for a in _cmdline.split(linux_value))
+        linux_keys = set(_cmdline.param_key(_cmdline.key_value(a)[0]) for a in _cmdline.split(linux_value))
         for arg in args:
             key = _cmdline.key_value(arg)[0]
-            if key in linux_keys:
+            if _cmdline.param_key(key) in linux_keys:
                 linux_value = _cmdline.edit(linux_value, [arg], "present")
                 default_value = _cmdline.edit(default_value, [key], "absent")
             else:

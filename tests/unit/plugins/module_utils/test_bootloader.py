@@ -364,3 +364,17 @@ def test_isolation_warnings():
     warnings = _bootloader.isolation_warnings(["pcie_acs_override=downstream", "vfio_iommu_type1.allow_unsafe_interrupts=1"], "present")
     assert len(warnings) == 2 and "interrupt remapping" in warnings[1]
     assert _bootloader.isolation_warnings(["pcie_acs_override"], "absent") == []
+
+
+@pytest.mark.parametrize("iommu, args, message", [
+    ("intel", ["intel_iommu=off"], r"^args has intel_iommu=off, which turns off the intel IOMMU that iommu=intel asks for"),
+    ("auto", ["iommu=off"], r"^args has iommu=off, which turns off the intel IOMMU that iommu=auto asks for"),
+    ("amd", ["amd_iommu=off", "video=efifb:off"], r"set iommu to none to turn the IOMMU off, or drop amd_iommu=off$"),
+])
+def test_args_that_turn_off_the_iommu_asked_for_are_refused(tree, iommu, args, message):
+    tree.write("proc/cpuinfo", "vendor_id\t: GenuineIntel\n")
+    with pytest.raises(_bootloader.BootloaderError, match=message):
+        _bootloader.merge_iommu_args(tree.root, args, iommu, "present")
+    # turning it off on purpose, and removing such an argument, stay possible
+    assert _bootloader.merge_iommu_args(tree.root, args, "none", "present") == args
+    assert _bootloader.merge_iommu_args(tree.root, args, None, "absent") == args

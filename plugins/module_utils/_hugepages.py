@@ -31,6 +31,11 @@ MANAGED = "# Managed by passthrough.gpu.hugepages; changes here are overwritten.
 MEMORY_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 RETRIES = 3
+# Directories a hugetlbfs must never cover: mounting there hides what the host boots and runs from.
+SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/efi", "/etc", "/home", "/lib", "/lib32", "/lib64", "/media", "/mnt", "/opt",
+               "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var")
+# ... nor anything below these (kernel file systems, the boot files, the read-only OS).
+SYSTEM_TREES = ("/boot/", "/efi/", "/etc/", "/proc/", "/sys/", "/usr/")
 
 
 class HugepagesError(Exception):
@@ -118,6 +123,10 @@ def validate(root, size, count, nodes):
     if size == "1G" and flags and "pdpe1gb" not in flags[0]:
         raise HugepagesError("this CPU has no 1G pages (no pdpe1gb flag in /proc/cpuinfo): use size 2M")
     known = numa_nodes(root)
+    twice = sorted(set(n for n in nodes or [] if list(nodes).count(n) > 1))
+    if twice:
+        # hugepages=0:N,0:N would reserve on the node twice in the check below but once at boot.
+        raise HugepagesError("nodes lists NUMA node %s more than once" % ", ".join(str(n) for n in twice))
     for node in nodes or []:
         if node not in known:
             raise HugepagesError("NUMA node %d does not exist (nodes: %s)"
@@ -239,7 +248,23 @@ def mount_unit_text(path, size):
 def validate_mount_path(path):
     if not path.startswith("/") or re.search(r"\s", path) or "/../" in path + "/" or path.rstrip("/") == "":
         raise HugepagesError("mount_path must be an absolute path without white space or '..', not %r" % (path,))
-    return "/" + "/".join(p for p in path.split("/") if p)
+    path = "/" + "/".join(p for p in path.split("/") if p)
+    if path in SYSTEM_DIRS or path.startswith(SYSTEM_TREES):
+        raise HugepagesError("mount_path %s is a system directory: a hugetlbfs mounted there would hide what it "
+                             "holds; use a path of its own like /dev/hugepages1G" % path)
+    return path
+
+
+def _check_mount_target(root, unit_path, mount_path):
+    """Refuse to replace a mount unit this module did not write, or to cover a directory's files."""
+    text = _read(unit_path)
+    if text is not None and not text.startswith(MANAGED):
+        raise HugepagesError("/%s exists and was not written by passthrough.gpu.hugepages: not replacing "
+                             "another mount of %s; choose another mount_path" % (os.path.relpath(unit_path, root), mount_path))
+    where = _under(root, mount_path)
+    if text is None and os.path.isdir(where) and os.listdir(where):
+        raise HugepagesError("mount_path %s is a directory that is not empty: a hugetlbfs mounted there would "
+                             "hide its files; choose an empty or new directory" % mount_path)
 
 
 def plan_persistent(root, size, count, nodes, bootloader="auto", query=None, mount_path=None):
@@ -267,6 +292,7 @@ def plan_persistent(root, size, count, nodes, bootloader="auto", query=None, mou
         plan.files.want(sysctl_path, None)
     if mount_path:
         unit = mount_unit_name(mount_path)
+        _check_mount_target(root, _under(root, "etc/systemd/system/" + unit), mount_path)
         if plan.files.want(_under(root, "etc/systemd/system/" + unit), mount_unit_text(mount_path, size)):
             plan.extra_commands = [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", unit]]
     return plan

@@ -512,14 +512,19 @@ class Virsh(object):
 INACTIVE_STATES = ("shut off", "crashed")
 
 
-def ensure_domain(virsh, name, plan, check_mode, online_cpus=None, tmpdir=None):
-    """Make the persistent definition of ``name`` follow ``plan``: read, plan, one gate, define,
-    read back. Returns the module's result (without ``diff`` headers' wording decided elsewhere)."""
+def check_pins_online(plan, online_cpus):
+    """Refuse pins to host CPUs that are not online (``online_cpus`` None: cannot tell, accept)."""
     if online_cpus is not None:
         missing = sorted(plan.host_cpus() - online_cpus)
         if missing:
             raise LibvirtError("pinning names host CPU(s) %s, not online on this host (online: %s)"
                                % (",".join(str(c) for c in missing), format_cpuset(online_cpus)))
+
+
+def ensure_domain(virsh, name, plan, check_mode, online_cpus=None, tmpdir=None):
+    """Make the persistent definition of ``name`` follow ``plan``: read, plan, one gate, define,
+    read back. Returns the module's result (without ``diff`` headers' wording decided elsewhere)."""
+    check_pins_online(plan, online_cpus)
     state = virsh.state(name)
     before, after, changes = plan_domain(virsh.dumpxml(name), plan)
     if changes and check_mode:

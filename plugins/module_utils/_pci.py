@@ -39,19 +39,39 @@ BRIDGE_CLASSES = ("0604", "0607", "0609")
 ADDRESS_RE = re.compile(
     r"^(?P<domain>[0-9a-f]{4,8}):(?P<bus>[0-9a-f]{2}):(?P<slot>[0-1][0-9a-f])\.(?P<function>[0-7])$"
 )
+# What YAML 1.1 (PyYAML, so Ansible) makes of an unquoted address whose parts are all decimal
+# digits: base-60 numbers, 01:00.0 -> 60.0, 03:01.0 -> 181.0, 10:00 -> 600.
+YAML_NUMBER_RE = re.compile(r"^(\d+)(?:\.(\d))?$")
 
 
 class PciError(Exception):
     """A sysfs tree that cannot be read as PCI devices."""
 
 
+def yaml_number_hint(text):
+    """A sentence to add when ``text`` is what YAML made of an unquoted address, else ``""``.
+
+    ``bb:ss[.f]`` with decimal digits is a base-60 number to YAML 1.1; ``bus * 60 + slot`` is
+    undone with divmod since a slot is below 60. A leading domain (``0000:``) adds nothing.
+    """
+    match = YAML_NUMBER_RE.match(str(text).strip())
+    if not match:
+        return ""
+    bus, slot = divmod(int(match.group(1)), 60)
+    function = match.group(2)
+    if bus > 99 or slot > 19 or (function is None and bus == 0) or (function is not None and function > "7"):
+        return ""
+    written = "%02d:%02d" % (bus, slot) + ("." + function if function is not None else "")
+    return " (YAML reads an unquoted %s as the number %s: quote PCI addresses)" % (written, str(text).strip())
+
+
 def normalize_address(text):
     """Return the canonical ``dddd:bb:ss.f`` form, adding domain 0000 when missing."""
-    value = text.strip().lower()
+    value = str(text).strip().lower()
     if re.match(r"^[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$", value):
         value = "0000:" + value
     if not ADDRESS_RE.match(value):
-        raise PciError("'%s' is not a PCI address like 0000:01:00.0" % text)
+        raise PciError("'%s' is not a PCI address like 0000:01:00.0%s" % (text, yaml_number_hint(text)))
     return value
 
 

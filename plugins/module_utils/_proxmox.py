@@ -22,6 +22,8 @@ from __future__ import absolute_import, division, print_function
 import os
 import re
 
+from ansible_collections.passthrough.gpu.plugins.module_utils import _pci
+
 __metaclass__ = type
 
 MAX_HOSTPCI = 16
@@ -36,6 +38,11 @@ MMIO_RE = re.compile(r"((?:name=)?opt/ovmf/X-PciMmio64Mb,string=)(\d+)")
 MMIO_ARG = "-fw_cfg name=opt/ovmf/X-PciMmio64Mb,string=%d"
 TRUE, FALSE = ("1", "on", "yes", "true"), ("0", "off", "no", "false")
 HUGEPAGES = ("2", "1024", "any")
+# PVE's machine format (PVE::QemuServer::Machine): a type, then optional key=value options
+# (viommu=, enable-s3= ...). Checked so a value can never carry a line break into the file.
+MACHINE_TYPE_RE = re.compile(r"^(pc|pc(-i440fx)?-\d+(\.\d+)+(\+pve\d+)?(\.pxe)?|q35|pc-q35-\d+(\.\d+)+(\+pve\d+)?(\.pxe)?"
+                             r"|virt(-\d+(\.\d+)+)?(\+pve\d+)?)$")
+MACHINE_OPTION_RE = re.compile(r"^[a-z][a-z0-9-]*=[A-Za-z0-9.+_-]+$")
 
 
 class ProxmoxError(Exception):
@@ -69,11 +76,17 @@ class VmConfig(object):
         return found[0] if found else None
 
     def keys(self):
-        """``{key: value}`` of the current config."""
+        """``{key: value}`` of the current config; a key written twice is refused, not guessed at.
+
+        PVE keeps the last value of a repeated key, so a device in the earlier line would be
+        invisible to the plan yet still in the file: adding it again would list it twice.
+        """
         values = {}
         for line in self.main:
             match = KEY_RE.match(line.rstrip("\r\n"))
             if match and not line.startswith("#"):
+                if match.group(1) in values:
+                    self._find(match.group(1))  # raises, naming the key and how often it appears
                 values[match.group(1)] = match.group(2)
         return values
 
@@ -141,9 +154,10 @@ def render_property_string(items):
 
 def normalize_pci_id(text):
     """``0000:01:00.0`` or ``0000:01:00`` (whole slot) from any of PVE's spellings."""
-    match = PCI_ID_RE.match(text.strip().lower())
+    match = PCI_ID_RE.match(str(text).strip().lower())
     if not match:
-        raise ProxmoxError("%r is not a PCI id like 0000:01:00.0, 01:00.0 or 01:00 (whole slot)" % (text,))
+        raise ProxmoxError("%r is not a PCI id like 0000:01:00.0, 01:00.0 or 01:00 (whole slot)%s"
+                           % (text, _pci.yaml_number_hint(text)))
     domain, bus, slot, function = match.groups()
     base = "%s:%s:%s" % (domain or "0000", bus, slot)
     return base if function is None else "%s.%s" % (base, function)
@@ -333,8 +347,20 @@ def _set(config, key, value, changes):
         changes.append({"key": key, "before": before, "after": value})
 
 
+def validate_machine(value):
+    """``value`` when PVE would take it as a machine (``q35``, ``pc-q35-8.1+pve0,viommu=intel``)."""
+    parts = str(value).split(",")
+    kind = parts[0][len("type="):] if parts[0].startswith("type=") else parts[0]
+    if not MACHINE_TYPE_RE.match(kind) or not all(MACHINE_OPTION_RE.match(p) for p in parts[1:]):
+        raise ProxmoxError("machine %r is not a Proxmox VE machine type like q35, pc-q35-8.1 or pc-i440fx-8.1, "
+                           "optionally followed by options like ,viommu=intel" % (value,))
+    return value
+
+
 def _plan_options(config, options, changes):
     machine = options.get("machine")
+    if machine:
+        validate_machine(machine)
     if machine and not (machine == "q35" and machine_is_q35(config.get("machine"))):
         _set(config, "machine", machine, changes)
     if options.get("bios"):

@@ -67,7 +67,9 @@ options:
     type: list
     elements: int
   runtime:
-    description: Set the running kernel's pool now (only when O(root=/); otherwise a warning says it was skipped).
+    description:
+      - Set the running kernel's pool now (only when O(root=/); otherwise a warning says it was skipped).
+      - O(runtime=false) with O(persistent=false) is refused, since it leaves nothing to do.
     type: bool
     default: true
   persistent:
@@ -80,6 +82,8 @@ options:
         (C(/etc/systemd/system/<escaped path>.mount), C(WantedBy=sysinit.target)), enabled and started
         when it changes. Handy for a second page size next to the default C(/dev/hugepages).
       - Only with O(persistent=true).
+      - Refused when it is a system directory (C(/boot), C(/var), anything under C(/usr) or C(/etc) ...),
+        a directory that is not empty, or a path whose mount unit exists and was not written by this module.
     type: path
 notes:
   - Only one huge page size at a time is configured on the kernel command line by this module.
@@ -200,6 +204,10 @@ from ansible_collections.passthrough.gpu.plugins.module_utils import _argspec, _
 def ensure_hugepages(module):
     params = module.params
     root, size, nodes = params["root"], params["size"], params["nodes"] or []
+    if not params["runtime"] and not params["persistent"]:
+        # A run that can only ever report ok would hide a typo in a playbook's variables.
+        raise _hugepages.HugepagesError("runtime and persistent are both false: nothing to do; "
+                                        "set runtime=true (pages now) or persistent=true (pages from boot)")
     live = _argspec.root_is_live(root)
     count = _hugepages.page_count(size, params["count"], params["memory"])
     _hugepages.validate(root, size, count, nodes)

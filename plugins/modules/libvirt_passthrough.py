@@ -201,6 +201,9 @@ def ensure(module):
         firmware=params["firmware"], mmio64_mb=params["mmio64_mb"]).validate()
     plan.hostdevs = _libvirt.normalize_hostdevs(params["root"], params["hostdevs"], params["all_functions"],
                                                 check_host=params["hostdev_state"] == "present")
+    online_cpus = _libvirt.read_online_cpus(params["root"])
+    # Every refusal that needs no domain comes before looking for virsh, so it is the one reported.
+    _libvirt.check_pins_online(plan, online_cpus)
     virsh_bin = module.get_bin_path("virsh", required=True)
 
     def run(argv):
@@ -208,7 +211,7 @@ def ensure(module):
 
     virsh = _libvirt.Virsh(run, params["uri"], virsh=virsh_bin)
     result = _libvirt.ensure_domain(virsh, params["name"], plan, module.check_mode,
-                                    online_cpus=_libvirt.read_online_cpus(params["root"]), tmpdir=module.tmpdir)
+                                    online_cpus=online_cpus, tmpdir=module.tmpdir)
     diff = result.pop("diff")
     if module._diff:
         result["diff"] = diff if result["changed"] else {}

@@ -79,6 +79,8 @@ options:
     description:
       - Machine type, for example V(q35). V(q35) is satisfied by any q35 type already there
         (C(pc-q35-8.1), C(q35,viommu=intel)), so a pinned version is kept.
+      - Checked against PVE's machine format (C(q35), C(pc-q35-<version>), C(pc-i440fx-<version>), C(pc),
+        C(virt), each optionally followed by options like C(,viommu=intel)); anything else is refused.
     type: str
   bios:
     description: Firmware. V(ovmf) needs an C(efidisk0), which this module does not create (it warns when missing).

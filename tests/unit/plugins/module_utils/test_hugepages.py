@@ -61,6 +61,7 @@ def test_page_count_refuses(size, count, memory, message):
     ("2M", 1000, [0, 1], "on each of 2 nodes"),
     ("2M", 10, [2], r"NUMA node 2 does not exist \(nodes: 0, 1\)"),
     ("2M", 600, [1], "on NUMA node 1 but it has"),
+    ("2M", 1, [1, 0, 1], r"^nodes lists NUMA node 1 more than once$"),
 ])
 def test_validate_refuses_more_than_there_is(tree, size, count, nodes, message):
     host(tree, nodes=(0, 1))
@@ -199,3 +200,29 @@ def test_mount_unit_name(path, unit):
 def test_validate_mount_path(path):
     with pytest.raises(_hugepages.HugepagesError, match="mount_path must be"):
         _hugepages.validate_mount_path(path)
+
+
+@pytest.mark.parametrize("path", ["/boot", "/var/", "/mnt", "/usr/local/huge", "/sys/fs/hugetlb", "/etc/x"])
+def test_a_system_directory_is_never_a_mount_path(path):
+    with pytest.raises(_hugepages.HugepagesError, match=r"is a system directory: a hugetlbfs mounted there would hide"):
+        _hugepages.validate_mount_path(path)
+
+
+@pytest.mark.parametrize("path", ["/dev/hugepages1G", "/dev/hugepages", "/mnt/huge-1g", "/srv/vm/huge"])
+def test_mount_paths_of_their_own_are_fine(path):
+    assert _hugepages.validate_mount_path(path) == path
+
+
+def test_a_mount_unit_of_someone_else_or_a_full_directory_is_not_covered(tree):
+    host(tree)
+    tree.write("etc/systemd/system/srv-vm.mount", "[Mount]\nWhat=/dev/sdb1\nWhere=/srv/vm\n")
+    with pytest.raises(_hugepages.HugepagesError, match=r"^/etc/systemd/system/srv-vm\.mount exists and was not "
+                                                        r"written by passthrough\.gpu\.hugepages"):
+        _hugepages.plan_persistent(tree.root, "2M", 1, [], mount_path="/srv/vm")
+    tree.write("srv/images/disk.qcow2", "")
+    with pytest.raises(_hugepages.HugepagesError, match=r"^mount_path /srv/images is a directory that is not empty"):
+        _hugepages.plan_persistent(tree.root, "2M", 1, [], mount_path="/srv/images")
+    # our own unit, with the hugetlbfs it mounted in use, is simply kept
+    tree.write("etc/systemd/system/srv-images.mount", _hugepages.mount_unit_text("/srv/images", "2M"))
+    plan = _hugepages.plan_persistent(tree.root, "2M", 1, [], mount_path="/srv/images")
+    assert tree.path("etc/systemd/system/srv-images.mount") not in plan.files.changed_paths

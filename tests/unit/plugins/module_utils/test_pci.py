@@ -179,3 +179,23 @@ def test_reads_only(tree):
     before = tree.snapshot()
     _pci.read_iommu(tree.root)
     assert tree.snapshot() == before
+
+
+@pytest.mark.parametrize("number, written", [
+    (60.0, "01:00.0"),    # 01:00.0 and 0000:01:00.0 unquoted
+    (181.0, "03:01.0"),
+    (120.1, "02:00.1"),
+    (2.0, "00:02.0"),
+    (600, "10:00"),       # a whole slot, as proxmox_hostpci takes it
+    ("1159.7", "19:19.7"),
+])
+def test_an_address_yaml_read_as_a_number_is_explained(number, written):
+    with pytest.raises(_pci.PciError) as refused:
+        _pci.normalize_address(number)
+    assert str(refused.value) == ("'%s' is not a PCI address like 0000:01:00.0 (YAML reads an unquoted %s "
+                                  "as the number %s: quote PCI addresses)" % (number, written, number))
+
+
+@pytest.mark.parametrize("text", ["1:0.0", "5", "42", "60.8", "6000.0", "1230.0", "gpu"])
+def test_no_yaml_hint_where_yaml_cannot_have_made_the_number(text):
+    assert _pci.yaml_number_hint(text) == ""

@@ -204,3 +204,27 @@ def test_vm_running(tree, files, live, running):
     if "proc/4242/cmdline" not in files and live:
         tree.write("proc/1/cmdline", "init")
     assert _proxmox.vm_running(tree.root, 100, live)[0] is running
+
+
+def test_a_key_written_twice_is_refused_even_when_not_edited():
+    """PVE keeps the last hostpci0; the plan would not see 01:00 in the first and add it again."""
+    text = "machine: q35\nhostpci0: 0000:01:00\nhostpci0: 0000:02:00\n"
+    with pytest.raises(_proxmox.ProxmoxError, match="key 'hostpci0' appears 2 times"):
+        _proxmox.plan(text, [{"host": "0000:01:00"}], NONE)
+
+
+def test_an_unquoted_yaml_slot_is_explained():
+    with pytest.raises(_proxmox.ProxmoxError, match=r"YAML reads an unquoted 10:00 as the number 600"):
+        _proxmox.normalize_pci_id(600)
+
+
+@pytest.mark.parametrize("machine", ["q35", "pc-q35-8.1", "pc-q35-8.1+pve0", "pc-i440fx-9.0.pxe", "pc", "virt",
+                                     "type=q35,viommu=intel", "q35,viommu=virtio,enable-s3=1"])
+def test_machine_types_pve_takes(machine):
+    assert _proxmox.validate_machine(machine) == machine
+
+
+@pytest.mark.parametrize("machine", ["q35\nlock: backup", "banana", "q35 ", "q35,viommu", "pc-q35-", "q35;x"])
+def test_a_machine_pve_would_not_take_is_refused_before_it_reaches_the_file(machine):
+    with pytest.raises(_proxmox.ProxmoxError, match="is not a Proxmox VE machine type"):
+        _proxmox.plan("memory: 512\n", [], dict(NONE, machine=machine))

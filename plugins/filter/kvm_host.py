@@ -14,8 +14,8 @@ import re
 
 __metaclass__ = type
 
-ADDRESS_RE = re.compile(r"^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
-ID_RE = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{4})$")
+from ansible_collections.passthrough.gpu.plugins.module_utils import _vfio  # noqa: E402
+
 AMD_VENDOR = "1002"
 
 # Files the probe greps (paths under the role's root). Their presence is the answer for all but
@@ -60,37 +60,24 @@ def probe(lines, root):
     }
 
 
-def _normal_address(text):
-    match = ADDRESS_RE.match(text.strip())
-    if not match:
-        return None
-    return ("%s:%s:%s.%s" % (match.group(1) or "0000", match.group(2), match.group(3), match.group(4))).lower()
+def select(iommu, wanted, prefix="kvm_host"):
+    """The devices the user named (addresses or vendor:device ids) -> records and problems.
 
-
-def select(iommu, wanted):
-    """The devices the user named (addresses or vendor:device ids) -> records and problems."""
+    Each name goes through vfio_bind's own resolver, one at a time, so every bad name is reported.
+    """
     devices = (iommu or {}).get("devices") or {}
     chosen, problems = [], []
     for item in wanted or []:
-        text = str(item).strip()
-        address = _normal_address(text)
-        if address:
-            if address not in devices:
-                problems.append("kvm_host_gpus: no PCI device at %s" % address)
-            elif address not in chosen:
-                chosen.append(address)
+        try:
+            found = _vfio.resolve([item], devices)
+        except _vfio.VfioError as exc:
+            text = "%s_gpus: %s" % (prefix, exc)
+            if not isinstance(item, str):
+                # Unquoted in YAML, 0000:01:00.0 is a base-60 number (60.0): say so.
+                text += "; quote addresses in YAML"
+            problems.append(text)
             continue
-        match = ID_RE.match(text)
-        if not match:
-            # Unquoted in YAML, 0000:01:00.0 is a base-60 number (60.0): say so.
-            problems.append("kvm_host_gpus: %r is neither a PCI address (0000:01:00.0) nor a vendor:device id (10de:2204)"
-                            "; quote addresses in YAML" % text)
-            continue
-        vendor, device = match.group(1).lower(), match.group(2).lower()
-        hits = sorted(a for a, d in devices.items() if d.get("vendor_id") == vendor and d.get("device_id") == device)
-        if not hits:
-            problems.append("kvm_host_gpus: no PCI device has the id %s:%s" % (vendor, device))
-        chosen.extend(a for a in hits if a not in chosen)
+        chosen.extend(a for a in found if a not in chosen)
     return [devices[a] for a in chosen], problems
 
 
@@ -102,6 +89,8 @@ def preflight(iommu, probed, wanted, options):
     one, so the kernel arguments turn it on at the next boot (groups can only be checked then).
     """
     options = options or {}
+    # Refusals name the calling role's variables (kvm_host_..., proxmox_host_...).
+    prefix = options.get("role") or "kvm_host"
     problems, notes = [], []
     if not probed.get("cpu_virtualization"):
         problems.append("the CPU shows no virtualization flag (vmx or svm in /proc/cpuinfo): turn on VT-x / AMD-V "
@@ -110,7 +99,7 @@ def preflight(iommu, probed, wanted, options):
         text = ("the host did not boot through UEFI (no /sys/firmware/efi): GPU passthrough needs the firmware's "
                 "IOMMU and 'Above 4G decoding' settings, which legacy/CSM boot often hides")
         if options.get("require_uefi", True):
-            problems.append(text + "; set kvm_host_require_uefi: false to go on anyway")
+            problems.append(text + "; set %s_require_uefi: false to go on anyway" % prefix)
         else:
             notes.append(text)
     enabled = bool((iommu or {}).get("enabled"))
@@ -127,7 +116,7 @@ def preflight(iommu, probed, wanted, options):
     if (iommu or {}).get("acs_override"):
         notes.append("pcie_acs_override is on the kernel command line: IOMMU groups are split by the kernel, not "
                      "by the hardware, and devices in them may still reach each other")
-    devices, selection = select(iommu, wanted) if enabled else ([], [])
+    devices, selection = select(iommu, wanted, prefix) if enabled else ([], [])
     problems.extend(selection)
     groups = {g["id"]: g for g in (iommu or {}).get("groups") or []}
     for dev in devices:
@@ -136,15 +125,15 @@ def preflight(iommu, probed, wanted, options):
             problems.append("%s is a PCI bridge; name the device behind it" % label)
         if dev.get("boot_vga") and not options.get("force"):
             problems.append("%s is the console GPU (boot_vga): the host would lose its display; set "
-                            "kvm_host_force_console_gpu: true to take it anyway" % label)
+                            "%s_force_console_gpu: true to take it anyway" % (label, prefix))
         group = groups.get(dev.get("iommu_group"))
         if group is not None and not group.get("isolated"):
             text = "%s: IOMMU group %s is not isolated (%s)" % (label, group["id"], "; ".join(group.get("reasons") or []))
             if options.get("allow_shared_group"):
-                notes.append(text + "; going on because kvm_host_allow_shared_group is true")
+                notes.append(text + "; going on because %s_allow_shared_group is true" % prefix)
             else:
-                problems.append(text + ": move the card to another slot, or set kvm_host_allow_shared_group: true "
-                                "to give the whole group away")
+                problems.append(text + ": move the card to another slot, or set %s_allow_shared_group: true "
+                                "to give the whole group away" % prefix)
     if wanted and pending:
         notes.append("the GPUs (%s) are bound to vfio-pci after the IOMMU is on" % ", ".join(str(w) for w in wanted))
     amd = [{"address": d["address"], "vendor_id": d["vendor_id"], "device_id": d["device_id"]}

@@ -99,6 +99,8 @@ REFUSALS = [
     ("no_uefi", {}, "the host did not boot through UEFI"),
     ("no_virt", {}, "no virtualization flag (vmx or svm"),
     ("iommu_off_no_table", {}, "the IOMMU is off and the firmware shows none"),
+    # Refused by hugepages, the first change, so nothing else is written either.
+    (None, {"kvm_host_hugepages_count": 100000}, "asked for 195.3 GiB of huge pages"),
 ]
 
 

@@ -4,7 +4,8 @@
 # See README.md for the device table.
 #
 # Environment: LAB_SSH_PORT (2222), LAB_BOOT_TIMEOUT (seconds, 300), LAB_FLAVOUR (grub),
-# LAB_MEMORY (MiB, 2048), LAB_CACHE.
+# LAB_MEMORY (MiB, 2048), LAB_CACHE, LAB_EXTRA_DEVICES (more QEMU arguments, split on whitespace and
+# appended to the command line: e.g. the root ports and devices of benchmarks/lab_sysfs_scan.py).
 set -euo pipefail
 # shellcheck source=tests/lab/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -17,7 +18,9 @@ memory=${LAB_MEMORY:-2048}
 [[ "$boot_timeout" =~ ^[0-9]+$ ]] || lab_die "LAB_BOOT_TIMEOUT must be a number of seconds"
 [ -s "$IMAGE_DIR/recipe.sha256" ] || lab_die "no $LAB_FLAVOUR image: run tests/lab/build-image.sh"
 command -v qemu-system-x86_64 >/dev/null || lab_die "qemu-system-x86_64 is missing: run tools/bootstrap.sh"
-instance="flavour=$LAB_FLAVOUR port=$port image=$(cat "$IMAGE_DIR/recipe.sha256")"
+read -r -a extra_devices <<<"${LAB_EXTRA_DEVICES:-}"
+# A VM with other extra devices is another instance: "already up" must not hand it out.
+instance="flavour=$LAB_FLAVOUR port=$port image=$(cat "$IMAGE_DIR/recipe.sha256") extra=$(echo "${extra_devices[*]}" | sha256sum | cut -c1-16)"
 
 wait_for_ssh() {
   lab_ssh_init
@@ -82,6 +85,7 @@ qemu_args=(
   -drive "if=none,id=esp,format=raw,file=$RUN_DIR/esp.img"
   -device virtio-blk-pci,drive=esp,bus=pcie.0,addr=06.0,bootindex=0
   -pidfile "$PIDFILE" -daemonize
+  "${extra_devices[@]}"
 )
 lab_log "starting the $LAB_FLAVOUR lab VM (ssh on 127.0.0.1:$port, serial log $RUN_DIR/serial.log)"
 if ! qemu-system-x86_64 "${qemu_args[@]}"; then

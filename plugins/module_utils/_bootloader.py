@@ -106,17 +106,22 @@ class Plan(object):
         self.extra_commands = []  # callers' own follow-ups (systemctl), added only when needed
         self.boot_paths = set()   # files the bootloader reads; the others do not need regeneration
         self.live = False
+        # A run killed between writing the files and the end of regeneration leaves a marker
+        # (_files.Pending): then regeneration is due although the files are already as asked.
+        self.pending = None
+        self.resume = False
         self.cmdline_current = None
         self.cmdline_next = ""
 
     @property
     def changed(self):
-        return self.files.changed or bool(self.edit_commands)
+        return self.files.changed or bool(self.edit_commands) or self.resume
 
     @property
     def all_commands(self):
         """Every command to run, in order; regeneration only when a boot file or entry changes."""
-        boot_changed = bool(self.edit_commands) or any(p in self.boot_paths for p in self.files.changed_paths)
+        boot_changed = (bool(self.edit_commands) or self.resume
+                        or any(p in self.boot_paths for p in self.files.changed_paths))
         return self.edit_commands + (self.commands if boot_changed else []) + self.extra_commands
 
     @property
@@ -173,6 +178,8 @@ def plan_kernel_args(root, args, state="present", bootloader="auto", query=None,
     try:
         PLANNERS[bootloader](plan, query)
         plan.boot_paths = set(plan.files.after)
+        plan.pending = _files.Pending(root, "bootloader-%s" % bootloader)
+        plan.resume = plan.live and bool(plan.commands) and plan.pending.due
     except (_grub.GrubError, _cmdline.CmdlineError, _files.FileError) as exc:
         raise BootloaderError(str(exc))
     return plan
@@ -364,9 +371,17 @@ def apply_plan(plan, run, live=True, check_mode=False):
                               % plan.bootloader)
     if check_mode:
         return {"commands": commands if live else [], "commands_skipped": [] if live else commands}
+    # The marker goes down before the first write and comes off once regeneration succeeded; after
+    # a failure it stays only if an earlier interrupted run left it (its files are still unused).
+    pending = plan.pending if live and plan.pending is not None and any(c in plan.commands for c in commands) else None
+    was_due = pending is not None and pending.due
     try:
+        if pending is not None:
+            pending.mark(commands, plan.files.changed_paths)
         plan.files.apply()
     except _files.FileError as exc:
+        if pending is not None and not was_due:
+            pending.clear()
         raise BootloaderError(str(exc))
     if not live:
         return {"commands": [], "commands_skipped": commands}
@@ -378,10 +393,17 @@ def apply_plan(plan, run, live=True, check_mode=False):
             restored = "restored %s byte for byte" % ", ".join(edited) if edited else "no file was edited"
             try:
                 plan.files.restore()
+                if pending is not None and not was_due:
+                    pending.clear()
             except _files.FileError as exc:
                 restored = "restoring the edited files failed too: %s" % exc
             raise BootloaderError("%s failed (rc %d); %s: %s" % (" ".join(argv), rc, restored, (err or "").strip()))
         done.append(argv)
+    if pending is not None:
+        try:
+            pending.clear()
+        except _files.FileError as exc:
+            raise BootloaderError(str(exc))
     return {"commands": done, "commands_skipped": []}
 
 

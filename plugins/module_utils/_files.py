@@ -7,6 +7,8 @@
 Modules build a ``FileChanges`` from what files should contain, show ``diff()`` and, outside
 check mode, ``apply()`` it. If a follow-up command (update-grub, update-initramfs) fails,
 ``restore()`` puts back every file byte for byte (and removes the ones it created).
+``Pending`` remembers, across runs, a follow-up command that files were written for but that did
+not finish (the run was killed), so the next run runs it although the files look done.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -17,6 +19,8 @@ import tempfile
 __metaclass__ = type
 
 NEW_FILE_MODE = 0o644
+# Markers of follow-up commands not yet finished (Pending), under the module's root.
+PENDING_DIR = "var/lib/passthrough-gpu"
 
 
 class FileError(Exception):
@@ -49,7 +53,7 @@ def write_atomic(path, text, mode=None, mover=None):
     """
     directory = os.path.dirname(path) or "."
     if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
+        _make_dirs(directory)
     if mode is None:
         mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else NEW_FILE_MODE
     handle, temp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
@@ -60,10 +64,23 @@ def write_atomic(path, text, mode=None, mover=None):
             os.fsync(out.fileno())
         os.chmod(temp, mode)
         (mover or _default_mover)(temp, path)
+        # AnsibleModule.atomic_move gives a new file 0666 minus the umask (0666 under umask 0).
+        os.chmod(path, mode)
     except BaseException:
         if os.path.exists(temp):
             os.unlink(temp)
         raise
+
+
+def _make_dirs(directory):
+    """Missing directories, each 0755 whatever the umask (os.makedirs gives parents 0777 - umask)."""
+    missing = []
+    while directory and not os.path.isdir(directory):
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    for path in reversed(missing):
+        os.mkdir(path)
+        os.chmod(path, 0o755)
 
 
 class FileChanges(object):
@@ -133,3 +150,39 @@ class FileChanges(object):
         self.applied = []
         if errors:
             raise FileError("could not restore %s" % "; ".join(errors))
+
+
+class Pending(object):
+    """A follow-up command (update-grub, update-initramfs) written for but not yet finished.
+
+    Files are written first, then the command turns them into what the machine boots. A run
+    killed in between leaves files that already say what they should and a boot configuration
+    that does not: the next run would find nothing to do, for good. So the marker is written
+    before the files and removed once the command succeeded (or the files were put back); while
+    it exists, the command is due even when no file changes. ``name`` says whose command it is.
+    """
+
+    def __init__(self, root, name, mover=None):
+        self.path = os.path.join(root, PENDING_DIR, "%s.pending" % name)
+        self.mover = mover
+
+    @property
+    def due(self):
+        return os.path.exists(self.path)
+
+    def mark(self, commands, paths):
+        """Record (before writing ``paths``) that ``commands`` must run after them."""
+        text = ["# passthrough.gpu: these files were written and the commands below have not finished;",
+                "# the next run of the module runs them. Remove this file only after running them by hand."]
+        text += ["file %s" % p for p in paths] + ["command %s" % " ".join(c) for c in commands]
+        try:
+            write_atomic(self.path, "\n".join(text) + "\n", mover=self.mover)
+        except (IOError, OSError) as exc:
+            raise FileError("cannot write %s: %s" % (self.path, exc))
+
+    def clear(self):
+        try:
+            os.unlink(self.path)
+        except (IOError, OSError) as exc:
+            if os.path.exists(self.path):
+                raise FileError("cannot remove %s: %s" % (self.path, exc))

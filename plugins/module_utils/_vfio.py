@@ -31,7 +31,11 @@ MODULE_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 RECORD_RE = re.compile(r"^# device (?P<address>\S+) (?P<id>[0-9a-f]{4}:[0-9a-f]{4}) "
                        r"class (?P<klass>[0-9a-f]{6}) module (?P<module>\S+)$")
 BLACKLIST_RE = re.compile(r"^blacklist\s+(\S+)\s*$")
+# Where kmod reads configuration (modprobe.d(5)); a file elsewhere would never be read.
+MODPROBE_DIRS = ("etc/modprobe.d", "run/modprobe.d", "usr/local/lib/modprobe.d", "usr/lib/modprobe.d", "lib/modprobe.d")
 VGA_CLASS = "0300"
+# _files.Pending's name for an initramfs rebuild vfio_bind wrote files for and has not finished.
+PENDING_NAME = "vfio_bind-initramfs"
 
 
 class VfioError(Exception):
@@ -80,7 +84,7 @@ def resolve(specs, devices):
                 matches = [_pci.normalize_address(text)]
             except _pci.PciError:
                 raise VfioError("'%s' is neither a PCI address (0000:01:00.0 or 01:00.0) nor a "
-                                "vendor:device id (10de:2204)" % spec)
+                                "vendor:device id (10de:2204)%s" % (spec, _pci.yaml_number_hint(spec)))
             if matches[0] not in devices:
                 raise VfioError("no PCI device %s on this host" % matches[0])
         chosen.extend(a for a in matches if a not in chosen)
@@ -240,6 +244,17 @@ def render_modprobe(records, blacklist):
     return "\n".join(lines) + "\n"
 
 
+def _check_modprobe_file(name, text):
+    """Refuse a modprobe_file kmod would not read, or an existing file this module did not write."""
+    rel = os.path.normpath("/" + name).lstrip("/")
+    if os.path.dirname(rel) not in MODPROBE_DIRS or not rel.endswith(".conf"):
+        raise VfioError("modprobe_file %s is not a .conf file in a modprobe.d directory (%s), so modprobe "
+                        "would not read it" % (name, ", ".join("/" + d for d in MODPROBE_DIRS)))
+    if text and text.splitlines()[0] != HEADER:
+        raise VfioError("modprobe_file %s exists and was not written by vfio_bind (its first line is not "
+                        "'%s'): not overwriting it, choose another file" % (name, HEADER))
+
+
 def _check_blacklist(names):
     for name in names:
         if not MODULE_RE.match(name):
@@ -287,7 +302,12 @@ def run(params, host, check_mode):
 def _run(params, host, check_mode):
     root = params["root"]
     live = _argspec.root_is_live(root)
+    if not params["runtime"] and not params["persistent"]:
+        raise VfioError("runtime and persistent are both false: nothing to do; set runtime=true (rebind now) "
+                        "or persistent=true (vfio-pci from boot)")
     _check_blacklist(params["blacklist"])
+    _check_modprobe_file(params["modprobe_file"],
+                         _files.read_text(os.path.join(root, params["modprobe_file"].lstrip("/"))))
     iommu = _pci.read_iommu(root)
     devices = iommu["devices"]
     chosen, warnings = select(iommu, params)
@@ -323,7 +343,15 @@ def _run(params, host, check_mode):
     commands = list(runtime.commands)
     rebuild_required = False
     rebuild = None
-    if changes.changed and tool not in (None, "none"):
+    # A run killed during the rebuild left the files written and the initramfs old: redo it.
+    pending = _files.Pending(root, PENDING_NAME, mover=host.mover)
+    resume = live and tool not in (None, "none") and pending.due
+    if resume:
+        warnings.append("a previous run wrote the initramfs configuration but did not finish %s "
+                        "(it was interrupted; see %s): %s" % (
+                            " ".join(_initramfs.rebuild_argv(tool)), pending.path,
+                            "it is due" if not params["rebuild_initramfs"] or check_mode else "running it now"))
+    if (changes.changed or resume) and tool not in (None, "none"):
         argv = _initramfs.rebuild_argv(tool)
         if not params["rebuild_initramfs"]:
             rebuild_required = True
@@ -334,7 +362,7 @@ def _run(params, host, check_mode):
             rebuild = argv
     if rebuild:
         try:
-            commands.append(_rebuild(rebuild, host, changes, check_mode))
+            commands.append(_rebuild(rebuild, host, changes, pending, check_mode))
         except VfioError as exc:
             kept = " The runtime change stays: %s." % _drivers_text(chosen, after).strip().replace("\n", ", ") \
                 if runtime.writes else ""
@@ -345,7 +373,8 @@ def _run(params, host, check_mode):
     held = [a for a in chosen if after[a] == VFIO]
     wrong = [a for a in chosen if (a not in held) == bound]
     result = {
-        "changed": changes.changed or any(after[a] != before[a] for a in chosen) or bool(runtime.writes),
+        "changed": (changes.changed or bool(rebuild) or any(after[a] != before[a] for a in chosen)
+                    or bool(runtime.writes)),
         "devices": [_device_result(devices[a], before[a], after[a], modules[a]) for a in chosen],
         "commands": commands,
         "sysfs_writes": runtime.writes,
@@ -364,22 +393,45 @@ def _run(params, host, check_mode):
     return result
 
 
-def _rebuild(argv, host, changes, check_mode):
-    """Write the files and rebuild the initramfs; on failure put every file back byte for byte."""
+def _rebuild(argv, host, changes, pending, check_mode):
+    """Write the files and rebuild the initramfs; on failure put every file back byte for byte.
+
+    ``pending`` marks the rebuild as due from before the first write until it succeeded. After a
+    failure it stays only if an earlier, interrupted run had left it: the files put back are
+    that run's, which the initramfs still does not hold.
+    """
     entry = {"argv": argv, "ran": not check_mode, "rc": None}
     if check_mode:
         return entry
     binary = host.which(argv[0])
     if not binary:
         raise VfioError("%s is not installed; nothing was written" % argv[0])
-    changes.apply()
+    was_due = pending.due
+    pending.mark([argv], changes.changed_paths)
+    try:
+        changes.apply()
+    except _files.FileError:
+        if not was_due:
+            pending.clear()
+        raise
     rc, out, err = host.run([binary] + argv[1:])
     entry["rc"] = rc
     if rc != 0:
         changes.restore()
-        raise VfioError("%s failed (rc %d), so %s were put back as they were: %s" % (
-            " ".join(argv), rc, ", ".join(changes.changed_paths), (err or out).strip()))
+        if not was_due:
+            pending.clear()
+        put_back = ("so %s were put back as they were" % ", ".join(changes.changed_paths)
+                    if changes.changed else "no file was changed in this run")
+        raise VfioError("%s failed (rc %d), %s: %s" % (" ".join(argv), rc, put_back, _tail(out, err)))
+    pending.clear()
     return entry
+
+
+def _tail(out, err, lines=10):
+    """The end of what a failed command printed. initramfs-tools names the failing hook on stdout
+    ("E: .../hooks/x failed with return 1."), while the hook's own message goes to stderr."""
+    text = [line.rstrip() for part in (out, err) for line in (part or "").splitlines() if line.strip()]
+    return "\n".join(text[-lines:])
 
 
 def _device_result(device, before, after, module):

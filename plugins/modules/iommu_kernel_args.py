@@ -19,6 +19,10 @@ description:
     the edited file stays as it was.
   - If regenerating the boot configuration fails, the edited files are put back byte for byte and
     the module fails with the command's error output.
+  - A run killed during regeneration leaves C(/var/lib/passthrough-gpu/bootloader-<bootloader>.pending)
+    under O(root); while it exists the next run regenerates even though no file changes.
+  - Keys match with C(-) and C(_) as one (C(vfio-pci.ids) is C(vfio_pci.ids)), as the kernel reads them;
+    values may not hold quotes, white space or control characters.
   - Never reboots. RV(reboot_required) says whether the running kernel's command line differs from
     what is asked.
   - Warns when C(pcie_acs_override) or C(vfio_iommu_type1.allow_unsafe_interrupts) is added, as

@@ -36,6 +36,10 @@ description:
     C(MODULES=(...)) of C(/etc/mkinitcpio.conf) (then C(mkinitcpio -P)). C(vfio_virqfd) is listed
     only when a kernel under C(/lib/modules) is older than 6.2, where it was merged into C(vfio).
     The rebuild runs only when a file changed; if it fails, every file is put back byte for byte."
+  - "A run killed during the rebuild (after the files were written) leaves the marker
+    C(/var/lib/passthrough-gpu/vfio_bind-initramfs.pending), written before the files and removed
+    once the rebuild succeeded; while it exists the next run rebuilds (and says so in a warning)
+    even though no file changes."
   - O(state=unbound) gives the functions back to their host driver (its name in C(driver_override)
     for the probe, so a vfio-pci loaded with C(ids=) cannot take them again, then cleared) and removes
     what was persisted for them; the files and the initramfs block go when no device is left.
@@ -124,6 +128,8 @@ options:
   modprobe_file:
     description:
       - The modprobe.d file this module owns, taken under O(root).
+      - Must be a C(.conf) file in a modprobe.d directory; an existing file there that this module did not
+        write (no header line of its own) is refused.
     type: path
     default: /etc/modprobe.d/passthrough-gpu-vfio.conf
 notes:

@@ -378,3 +378,50 @@ def test_args_that_turn_off_the_iommu_asked_for_are_refused(tree, iommu, args, m
     # turning it off on purpose, and removing such an argument, stay possible
     assert _bootloader.merge_iommu_args(tree.root, args, "none", "present") == args
     assert _bootloader.merge_iommu_args(tree.root, args, None, "absent") == args
+
+
+class Killed(BaseException):
+    """The module's process dying while the regeneration runs."""
+
+
+def killed(argv):
+    raise Killed()
+
+
+@pytest.mark.parametrize("setup", [grub_host, systemd_boot_host])
+def test_a_run_killed_during_regeneration_is_finished_by_the_next(tree, setup):
+    setup(tree)
+    plan = _bootloader.plan_kernel_args(tree.root, IOMMU, "present", live=True)
+    with pytest.raises(Killed):
+        _bootloader.apply_plan(plan, killed)
+    marker = tree.path("var/lib/passthrough-gpu/bootloader-%s.pending" % plan.bootloader)
+    assert os.path.exists(marker)  # the files are written, the boot configuration is not
+    again = _bootloader.plan_kernel_args(tree.root, IOMMU, "present", live=True)
+    assert again.files.changed is False and again.changed is True and again.all_commands == plan.all_commands
+    run = Runner()
+    assert _bootloader.apply_plan(again, run)["commands"] == plan.all_commands
+    assert run.calls == plan.all_commands and not os.path.exists(marker)
+    third = _bootloader.plan_kernel_args(tree.root, IOMMU, "present", live=True)
+    assert third.changed is False and third.all_commands == []
+
+
+def test_a_failed_regeneration_keeps_only_an_earlier_runs_marker(tree):
+    grub_host(tree)
+    marker = tree.path("var/lib/passthrough-gpu/bootloader-grub.pending")
+    plan = _bootloader.plan_kernel_args(tree.root, IOMMU, "present", live=True)
+    with pytest.raises(_bootloader.BootloaderError, match="restored"):
+        _bootloader.apply_plan(plan, Runner(rc=1))
+    assert not os.path.exists(marker), "the files are back as they were: nothing is due"
+    with pytest.raises(Killed):
+        _bootloader.apply_plan(_bootloader.plan_kernel_args(tree.root, IOMMU, "present", live=True), killed)
+    with pytest.raises(_bootloader.BootloaderError, match="no file was edited"):
+        _bootloader.apply_plan(_bootloader.plan_kernel_args(tree.root, IOMMU, "present", live=True), Runner(rc=1))
+    assert os.path.exists(marker), "the killed run's files are still not in grub.cfg"
+
+
+def test_no_marker_off_host_or_in_check_mode(tree):
+    grub_host(tree)
+    plan = _bootloader.plan_kernel_args(tree.root, IOMMU, "present", live=True)
+    _bootloader.apply_plan(plan, Runner(), check_mode=True)
+    _bootloader.apply_plan(plan, Runner(), live=False)
+    assert not os.path.exists(tree.path("var/lib/passthrough-gpu"))

@@ -90,3 +90,45 @@ def test_apply_failure_restores_what_was_written(tmp_path):
     with pytest.raises(_files.FileError, match="cannot write .*ro/b: read-only file system"):
         changes.apply()
     assert first.read_text() == "1\n" and blocked.read_text() == "x\n"
+
+
+def test_pending_marks_clears_and_survives_a_new_instance(tmp_path):
+    pending = _files.Pending(str(tmp_path), "vfio_bind-initramfs")
+    assert pending.due is False
+    pending.clear()  # nothing to clear is fine
+    pending.mark([["update-initramfs", "-u", "-k", "all"]], ["/etc/initramfs-tools/modules"])
+    marker = tmp_path / "var" / "lib" / "passthrough-gpu" / "vfio_bind-initramfs.pending"
+    assert marker.is_file() and stat.S_IMODE(marker.stat().st_mode) == 0o644
+    text = marker.read_text()
+    assert "command update-initramfs -u -k all\n" in text and "file /etc/initramfs-tools/modules\n" in text
+    assert _files.Pending(str(tmp_path), "vfio_bind-initramfs").due is True  # what the next run sees
+    assert _files.Pending(str(tmp_path), "other").due is False
+    pending.clear()
+    assert pending.due is False and os.listdir(str(marker.parent)) == []
+
+
+def test_pending_mark_failure_is_a_file_error(tmp_path):
+    (tmp_path / "var").write_text("a file where a directory should be")
+    with pytest.raises(_files.FileError, match="cannot write .*vfio_bind-initramfs.pending"):
+        _files.Pending(str(tmp_path), "vfio_bind-initramfs").mark([["true"]], [])
+
+
+def test_new_files_and_dirs_are_0644_and_0755_under_umask_0_with_atomic_move_semantics(tmp_path):
+    def atomic_move_like(src, dest):
+        # what AnsibleModule.atomic_move does for a file that did not exist: 0666 minus the umask
+        creating = not os.path.exists(dest)
+        os.rename(src, dest)
+        if creating:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(dest, 0o666 & ~umask)
+
+    old = os.umask(0)
+    try:
+        target = tmp_path / "etc" / "systemd" / "system" / "x.mount"
+        _files.write_atomic(str(target), "x\n", mover=atomic_move_like)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    for directory in (tmp_path / "etc", tmp_path / "etc" / "systemd", target.parent):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o755, directory

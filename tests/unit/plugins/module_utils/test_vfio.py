@@ -297,7 +297,7 @@ def test_check_mode_writes_nothing(lab, live, overrides):
 
 
 def test_rebuild_failure_restores_every_file(lab, live):
-    lab.write(CONF, "# someone else's content\n")
+    lab.write(CONF, _vfio.HEADER + "\n# an earlier run's content\n")
     before = snapshot(lab)
     kernel = FakeKernel(lab, NATIVE, loaded=["qxl", "snd_hda_intel", "vfio-pci"], rebuild_rc=1)
     with pytest.raises(_vfio.VfioError) as error:
@@ -374,3 +374,89 @@ def test_rebuild_failure_after_runtime_says_what_stays(lab, live):
     assert "update-initramfs -u -k all failed (rc 2)" in str(error.value)
     assert "The runtime change stays: 0000:01:00.0 vfio-pci, 0000:01:00.1 vfio-pci." in str(error.value)
     assert [v[0] if v else v for v in snapshot(lab).values()] == [v[0] if v else v for v in before.values()]
+
+
+class Killed(BaseException):
+    """The module's process dying (SIGHUP/SIGKILL) while the rebuild runs: nothing after it happens."""
+
+
+class KilledDuringRebuild(FakeKernel):
+    def run(self, argv, environ_update=None):
+        if os.path.basename(argv[0]) == "update-initramfs":
+            self.commands.append(list(argv))
+            raise Killed()
+        return FakeKernel.run(self, argv, environ_update)
+
+
+PENDING = "var/lib/passthrough-gpu/vfio_bind-initramfs.pending"
+
+
+@pytest.mark.parametrize("state", ["bound", "unbound"])
+def test_a_run_killed_during_the_rebuild_is_finished_by_the_next(lab, live, state):
+    if state == "unbound":
+        _vfio.run(params(lab.root, runtime=False), FakeKernel(lab, NATIVE, loaded=["vfio-pci"]), check_mode=False)
+    killed = KilledDuringRebuild(lab, NATIVE, loaded=["qxl", "snd_hda_intel", "vfio-pci"])
+    with pytest.raises(Killed):
+        _vfio.run(params(lab.root, runtime=False, state=state), killed, check_mode=False)
+    assert os.path.exists(lab.path(PENDING))  # the files are written, the initramfs is not rebuilt
+    files = snapshot(lab)
+
+    kernel = FakeKernel(lab, NATIVE, loaded=["qxl", "snd_hda_intel", "vfio-pci"])
+    check = _vfio.run(params(lab.root, runtime=False, state=state), kernel, check_mode=True)
+    assert check["changed"] is True and check["files"] == [] and kernel.commands == []
+    assert [c["argv"] for c in check["commands"]] == [["update-initramfs", "-u", "-k", "all"]]
+    assert any("did not finish update-initramfs -u -k all" in w and "it is due" in w for w in check["warnings"])
+
+    rerun = _vfio.run(params(lab.root, runtime=False, state=state), kernel, check_mode=False)
+    assert rerun["changed"] is True and rerun["files"] == []
+    assert kernel.commands == [["/usr/sbin/update-initramfs", "-u", "-k", "all"]]
+    assert any("running it now" in w for w in rerun["warnings"])
+    assert not os.path.exists(lab.path(PENDING)) and snapshot(lab) == files
+
+    third = _vfio.run(params(lab.root, runtime=False, state=state), kernel, check_mode=False)
+    assert third["changed"] is False and len(kernel.commands) == 1 and third["warnings"] == []
+
+
+def test_a_failed_rebuild_keeps_an_earlier_runs_marker(lab, live):
+    with pytest.raises(Killed):
+        _vfio.run(params(lab.root, runtime=False), KilledDuringRebuild(lab, NATIVE, loaded=["vfio-pci"]),
+                  check_mode=False)
+    failing = FakeKernel(lab, NATIVE, loaded=["vfio-pci"], rebuild_rc=1)
+    with pytest.raises(_vfio.VfioError, match=r"failed \(rc 1\), no file was changed in this run"):
+        _vfio.run(params(lab.root, runtime=False), failing, check_mode=False)
+    assert os.path.exists(lab.path(PENDING)), "the initramfs is still old: the rebuild stays due"
+
+
+def test_a_failed_rebuild_of_this_run_leaves_no_marker(lab, live):
+    failing = FakeKernel(lab, NATIVE, loaded=["vfio-pci"], rebuild_rc=1)
+    with pytest.raises(_vfio.VfioError, match="were put back as they were"):
+        _vfio.run(params(lab.root, runtime=False), failing, check_mode=False)
+    assert not os.path.exists(lab.path("var/lib/passthrough-gpu")) or not os.listdir(
+        lab.path("var/lib/passthrough-gpu"))
+    again = _vfio.run(params(lab.root, runtime=False, rebuild_initramfs=False), failing, check_mode=False)
+    assert not os.path.exists(lab.path(PENDING)), "no marker when the module does not run the rebuild"
+    assert again["initramfs_rebuild_required"] is True
+
+
+def test_a_marker_off_host_is_left_alone(lab):
+    """root is not /: commands never run there, so a marker under it is not this run's business."""
+    lab.write(PENDING, "left by a run on the host itself\n")
+    result = _vfio.run(params(lab.root, runtime=False), FakeKernel(lab, NATIVE), check_mode=False)
+    assert result["commands"] == [] and result["initramfs_rebuild_required"] is True
+    assert os.path.exists(lab.path(PENDING))
+    assert not any("did not finish" in w for w in result["warnings"])
+
+
+def test_rebuild_failure_names_the_hook_from_stdout_and_stderr(lab, live):
+    class HookFails(FakeKernel):
+        def run(self, argv, environ_update=None):
+            if os.path.basename(argv[0]) == "update-initramfs":
+                return 1, ("update-initramfs: Generating /boot/initrd.img-6.1.0-50-amd64\n"
+                           "E: /etc/initramfs-tools/hooks/zz-broken failed with return 1.\n"), \
+                    "broken on purpose\nupdate-initramfs: failed for /boot/initrd.img-6.1.0-50-amd64 with 1.\n"
+            return FakeKernel.run(self, argv, environ_update)
+
+    with pytest.raises(_vfio.VfioError) as error:
+        _vfio.run(params(lab.root, runtime=False), HookFails(lab, NATIVE, loaded=["vfio-pci"]), check_mode=False)
+    assert "E: /etc/initramfs-tools/hooks/zz-broken failed with return 1." in str(error.value)
+    assert "broken on purpose" in str(error.value)

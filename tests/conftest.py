@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 # The longest test files first (minutes on 2 cores, measured in make test), so that with two
 # workers (`-n 2 --dist loadfile`) neither is left running one long file alone at the end.
-LONGEST_FIRST = ("test_molecule.py", "test_lab_vfio.py", "test_lab_vfio_dracut.py", "test_molecule_proxmox_host.py",
+LONGEST_FIRST = ("test_molecule.py", "test_lab_vfio.py", "test_lab_faults.py", "test_lab_vfio_dracut.py", "test_molecule_proxmox_host.py",
                  "test_lab_libvirt.py", "test_lab_hugepages.py", "test_lab_kernel_args_systemd_boot.py",
                  "test_molecule_esxi_host.py", "test_lint.py", "test_awx_job_templates.py")
 

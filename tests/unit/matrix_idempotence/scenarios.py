@@ -11,8 +11,6 @@ can tell whether a run wrote anything. The hosts are the ones the modules' own u
 import os
 import sys
 
-from ansible.module_utils import basic
-
 from ansible_collections.passthrough.gpu.plugins.module_utils import _hugepages, _vm_mmio, _vsphere
 from ansible_collections.passthrough.gpu.plugins.modules import (esxi_passthrough, esxi_passthrough_info,
                                                                  esxi_vm_passthrough, gpu_facts, hugepages,
@@ -29,7 +27,7 @@ for _where in ("plugins/modules", "plugins/module_utils"):
 # The fakes of the modules' own unit tests (the vSphere calls and virsh are the only things faked).
 from test_esxi_passthrough import CONNECTION, Host  # noqa: E402  pylint: disable=wrong-import-position
 from test_esxi_vm_passthrough_module import ARGS as VM_ARGS, FakeVm  # noqa: E402  pylint: disable=wrong-import-position
-from test_libvirt import FakeVirsh  # noqa: E402  pylint: disable=wrong-import-position
+from test_libvirt import fake_virsh_host  # noqa: E402  pylint: disable=wrong-import-position
 from test_vm_mmio_module import ARGS as MMIO_ARGS, FakeVm as MmioVm  # noqa: E402  pylint: disable=wrong-import-position
 
 GRUB = 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=off"\nGRUB_CMDLINE_LINUX=""\n'
@@ -105,13 +103,7 @@ def proxmox_hostpci_case(tree, _monkeypatch):
 
 
 def libvirt_passthrough_case(tree, monkeypatch):
-    tree.device("0000:01:00.0")
-    tree.device("0000:01:00.1", klass="040300")
-    tree.write("sys/devices/system/cpu/online", "0-3\n")
-    fake = FakeVirsh()
-    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, required=False: "/usr/bin/" + name)
-    monkeypatch.setattr(basic.AnsibleModule, "run_command",
-                        lambda self, argv, environ_update=None: fake([os.path.basename(argv[0])] + argv[1:]))
+    fake = fake_virsh_host(tree, monkeypatch)
     args = {"root": tree.root, "name": "guest", "hostdevs": ["0000:01:00.0"], "all_functions": True,
             "hugepages": True, "firmware": "efi"}
     return Case(libvirt_passthrough, args, lambda: (fake.xml, tree.snapshot()))

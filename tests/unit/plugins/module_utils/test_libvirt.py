@@ -1,6 +1,7 @@
 # Copyright: passthrough.gpu contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
+import os
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -228,6 +229,21 @@ class FakeVirsh(object):
                     self.xml = handle.read()
             return 0, "Domain 'guest' defined from %s\n" % args[-1], ""
         return 1, "", "unexpected %r" % argv
+
+
+def fake_virsh_host(tree, monkeypatch):
+    """The lab GPU and its audio function, four online CPUs, and virsh answered by a FakeVirsh
+    (returned) for every AnsibleModule in the test: how the module tests run libvirt_passthrough."""
+    from ansible.module_utils import basic  # pylint: disable=import-outside-toplevel
+
+    tree.device("0000:01:00.0")
+    tree.device("0000:01:00.1", klass="040300")
+    tree.write("sys/devices/system/cpu/online", "0-3\n")
+    fake = FakeVirsh()
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, required=False: "/usr/bin/" + name)
+    monkeypatch.setattr(basic.AnsibleModule, "run_command",
+                        lambda self, argv, environ_update=None: fake([os.path.basename(argv[0])] + argv[1:]))
+    return fake
 
 
 def test_ensure_domain_check_apply_and_restart_required(tmp_path):

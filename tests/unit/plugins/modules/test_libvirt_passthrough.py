@@ -6,24 +6,16 @@ import sys
 
 import pytest
 
-from ansible.module_utils import basic
-
 from ansible_collections.passthrough.gpu.plugins.modules import libvirt_passthrough
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "module_utils"))
 
-from test_libvirt import DOMAIN, FakeVirsh  # noqa: E402  pylint: disable=wrong-import-position
+from test_libvirt import DOMAIN, fake_virsh_host  # noqa: E402  pylint: disable=wrong-import-position
 
 
 @pytest.fixture
 def virsh(monkeypatch, tree):
-    tree.device("0000:01:00.0")
-    tree.device("0000:01:00.1", klass="040300")
-    tree.write("sys/devices/system/cpu/online", "0-3\n")
-    fake = FakeVirsh()
-    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, required=False: "/usr/bin/" + name)
-    monkeypatch.setattr(basic.AnsibleModule, "run_command",
-                        lambda self, argv, environ_update=None: fake([os.path.basename(argv[0])] + argv[1:]))
+    fake = fake_virsh_host(tree, monkeypatch)
     fake.root = tree.root
     return fake
 

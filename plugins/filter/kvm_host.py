@@ -4,8 +4,8 @@
 # Private to this collection (used by roles/kvm_host): not a public API, may change without notice.
 """Decisions of the kvm_host role, kept out of Jinja so they can be read and tested.
 
-Everything here runs on the controller from data the role gathered (the probe's grep output and
-passthrough_iommu facts); nothing touches a host.
+Everything here runs on the controller from data the role gathered (the passthrough_iommu facts,
+their ``platform`` included); nothing touches a host.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,18 +18,6 @@ from ansible_collections.passthrough.gpu.plugins.module_utils import _vfio  # no
 
 AMD_VENDOR = "1002"
 
-# Files the probe greps (paths under the role's root). Their presence is the answer for all but
-# cpuinfo, whose count of vmx/svm lines is: one `grep -c` reads them all in one module run.
-PROBE_FILES = {
-    "cpuinfo": "proc/cpuinfo",
-    "efi": "sys/firmware/efi/fw_platform_size",
-    "dmar": "sys/firmware/acpi/tables/DMAR",
-    "ivrs": "sys/firmware/acpi/tables/IVRS",
-    "vendor_reset_loaded": "sys/module/vendor_reset/initstate",
-    "Debian": "etc/debian_version",
-    "RedHat": "etc/redhat-release",
-    "Archlinux": "etc/arch-release",
-}
 PKG_MGR = {"Debian": "apt", "RedHat": "dnf", "Archlinux": "pacman"}
 
 
@@ -37,27 +25,11 @@ def _join(root, rel):
     return root.rstrip("/") + "/" + rel
 
 
-def probe_files(root):
-    """The argv tail of the probe: every file of PROBE_FILES under ``root``, in a stable order."""
-    return [_join(root, rel) for rel in sorted(PROBE_FILES.values())]
-
-
-def probe(lines, root):
-    """``grep -s -c`` output (``path:count`` per readable file) -> what the host has."""
-    counts = {}
-    for line in lines or []:
-        path, _sep, count = line.rpartition(":")
-        counts[path] = int(count) if count.isdigit() else 0
-    seen = {key: _join(root, rel) in counts for key, rel in PROBE_FILES.items()}
-    family = next((name for name in ("Debian", "RedHat", "Archlinux") if seen[name]), None)
-    return {
-        "cpu_virtualization": counts.get(_join(root, PROBE_FILES["cpuinfo"]), 0) > 0,
-        "uefi": seen["efi"],
-        "firmware_iommu": "intel" if seen["dmar"] else ("amd" if seen["ivrs"] else None),
-        "vendor_reset_loaded": seen["vendor_reset_loaded"],
-        "os_family": family,
-        "pkg_mgr": PKG_MGR.get(family),
-    }
+def probe(platform):
+    """iommu_facts' ``platform`` -> what the host has, with the package manager of its family."""
+    probed = dict(platform or {})
+    probed["pkg_mgr"] = PKG_MGR.get(probed.get("os_family"))
+    return probed
 
 
 def select(iommu, wanted, prefix="kvm_host"):
@@ -92,7 +64,9 @@ def preflight(iommu, probed, wanted, options):
     # Refusals name the calling role's variables (kvm_host_..., proxmox_host_...).
     prefix = options.get("role") or "kvm_host"
     problems, notes = [], []
-    if not probed.get("cpu_virtualization"):
+    if probed.get("cpu_virtualization") is None:
+        problems.append("/proc/cpuinfo could not be read, so CPU virtualization (vmx or svm) is unknown")
+    elif not probed.get("cpu_virtualization"):
         problems.append("the CPU shows no virtualization flag (vmx or svm in /proc/cpuinfo): turn on VT-x / AMD-V "
                         "(SVM) in the firmware setup")
     if not probed.get("uefi"):
@@ -134,6 +108,12 @@ def preflight(iommu, probed, wanted, options):
             else:
                 problems.append(text + ": move the card to another slot, or set %s_allow_shared_group: true "
                                 "to give the whole group away" % prefix)
+    if not wanted:
+        candidates = [d["address"] for d in sorted(((iommu or {}).get("devices") or {}).values(), key=lambda d: d["address"])
+                      if str(d.get("class") or "").startswith("03") and not d.get("boot_vga")]
+        notes.append("%s_gpus is empty: the host gets its kernel arguments and huge pages, and no device is bound to "
+                     "vfio-pci. Name the GPUs by address or vendor:device id to bind them; candidates: %s"
+                     % (prefix, ", ".join(candidates) or "none"))
     if wanted and pending:
         notes.append("the GPUs (%s) are bound to vfio-pci after the IOMMU is on" % ", ".join(str(w) for w in wanted))
     amd = [{"address": d["address"], "vendor_id": d["vendor_id"], "device_id": d["device_id"]}
@@ -192,7 +172,6 @@ def verify(iommu, expected):
 class FilterModule(object):
     def filters(self):
         return {
-            "kvm_host_probe_files": probe_files,
             "kvm_host_probe": probe,
             "kvm_host_preflight": preflight,
             "kvm_host_pool_files": pool_files,

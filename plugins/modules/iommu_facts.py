@@ -14,6 +14,9 @@ version_added: 0.1.0
 description:
   - Reads C(/sys/class/iommu), C(/sys/kernel/iommu_groups), C(/sys/bus/pci/devices) and
     C(/proc/cmdline) and sets the C(passthrough_iommu) fact.
+  - Also reads what the CPU, firmware and distribution offer for passthrough
+    (O(ignore:ansible_facts.passthrough_iommu.platform)), so one module run gives the roles' preflight
+    everything it judges.
   - Each IOMMU group gets a verdict. A group is isolated when every endpoint in it is a function
     of one device (same domain, bus and slot); PCI bridges and root ports stay with the host and do
     not count. Otherwise O(ignore:ansible_facts.passthrough_iommu.groups[].reasons) names the
@@ -88,6 +91,34 @@ ansible_facts:
           type: dict
           returned: always
           sample: {intel_iommu: "on", iommu: pt}
+        platform:
+          description: What the CPU, the firmware and the distribution offer for passthrough.
+          type: dict
+          returned: always
+          contains:
+            cpu_virtualization:
+              description: C(vmx) or C(svm) from the flags in C(/proc/cpuinfo), an empty string when neither is
+                there (VT-x / AMD-V off in the firmware), null when C(/proc/cpuinfo) could not be read.
+              type: str
+              sample: vmx
+            uefi:
+              description: Whether the host booted through UEFI (C(/sys/firmware/efi/fw_platform_size) exists).
+              type: bool
+              sample: true
+            firmware_iommu:
+              description: C(intel) or C(amd) when the firmware's DMAR or IVRS ACPI table exists, else null
+                (an IOMMU the kernel can turn on even while it is off now).
+              type: str
+              sample: intel
+            vendor_reset_loaded:
+              description: Whether the out-of-tree vendor-reset module is loaded.
+              type: bool
+              sample: false
+            os_family:
+              description: C(Debian), C(RedHat) or C(Archlinux) from C(/etc/debian_version),
+                C(/etc/redhat-release) or C(/etc/arch-release); null for another distribution.
+              type: str
+              sample: Debian
         acs_override:
           description: Whether C(pcie_acs_override) is on the command line (weaker isolation).
           type: bool
@@ -230,13 +261,14 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.passthrough.gpu.plugins.module_utils import _argspec, _pci
+from ansible_collections.passthrough.gpu.plugins.module_utils import _argspec, _pci, _platform
 
 
 def main():
     module = AnsibleModule(argument_spec=_argspec.root_argument_spec(), supports_check_mode=True)
     try:
         facts = _pci.read_iommu(module.params["root"])
+        facts["platform"] = _platform.read_platform(module.params["root"])
     except _pci.PciError as exc:
         module.fail_json(msg=str(exc))
     for warning in facts.pop("warnings"):

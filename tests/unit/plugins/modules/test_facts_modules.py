@@ -12,6 +12,9 @@ def test_iommu_facts(tree, run_module):
     assert facts["enabled"] is True and "warnings" not in facts
     assert set(facts["devices"]) >= {"0000:01:00.0", "0000:01:00.1"}
     assert [g["id"] for g in facts["groups"] if not g["isolated"]] == [3]
+    # The workstation tree has no cpuinfo, ACPI tables or release file: each reads as absent.
+    assert facts["platform"] == {"cpu_virtualization": None, "uefi": False, "firmware_iommu": None,
+                                 "vendor_reset_loaded": False, "os_family": None}
 
 
 def test_iommu_facts_warns(tree, run_module):

@@ -12,7 +12,10 @@ copies of it (copying is what saves 99 first converges; the copies hold no absol
 Both playbooks run on the same inventory, forks as given (Ansible's default is 5), fact gathering off:
 
 - noop:  roles/kvm_host with kvm_host_root={{ fleet_root }} (what kvm_host_noop.py runs on one host);
-- facts: passthrough.gpu.iommu_facts + passthrough.gpu.gpu_facts with root={{ fleet_root }}.
+- facts: passthrough.gpu.iommu_facts + passthrough.gpu.gpu_facts with root={{ fleet_root }};
+- modules (reference, not judged): the role's four module runs (iommu_facts, hugepages,
+  iommu_kernel_args, vfio_bind) as bare tasks with the role's arguments and no controller-side task,
+  run after the noop play: how much of the no-op is the modules' own cost.
 
 What is timed: the wall time of each whole ansible-playbook process. Module runs per host: counted by
 callback_plugins/module_count.py (tasks that ran a module on the host; controller-only actions such
@@ -48,6 +51,40 @@ PLAYS = {
         kvm_host_gpus: ['0000:01:00.0']
         kvm_host_hugepages_count: {pages}
         kvm_host_install_packages: false
+""",
+    # Reference, not judged: the role's four module runs as bare tasks with the role's arguments
+    # (its defaults and the noop play's vars), no controller-side task: the floor of any role that
+    # checks huge pages, kernel arguments and vfio-pci with these modules.
+    "modules": """- name: The role's module runs alone on every synthetic root
+  hosts: fleet
+  gather_facts: false
+  tasks:
+    - name: Read IOMMU groups, PCI devices and the platform
+      passthrough.gpu.iommu_facts:
+        root: "{{{{ fleet_root }}}}"
+    - name: Huge pages
+      passthrough.gpu.hugepages:
+        root: "{{{{ fleet_root }}}}"
+        size: 2M
+        count: {pages}
+        bootloader: auto
+    - name: Kernel arguments
+      passthrough.gpu.iommu_kernel_args:
+        root: "{{{{ fleet_root }}}}"
+        iommu: auto
+        bootloader: auto
+        args: []
+    - name: vfio-pci
+      passthrough.gpu.vfio_bind:
+        root: "{{{{ fleet_root }}}}"
+        devices: ['0000:01:00.0']
+        include_group: true
+        allow_shared_group: false
+        force: false
+        runtime: true
+        persistent: true
+        blacklist: []
+        initramfs: auto
 """,
     "facts": """- name: Facts of every synthetic root
   hosts: fleet
@@ -135,13 +172,15 @@ def main():
         for forks in forks_list:
             facts = run(workdir, inventory, "facts", forks)
             noop = run(workdir, inventory, "noop", forks)
-            for name, got in (("facts", facts), ("noop", noop)):
+            modules = run(workdir, inventory, "modules", forks)
+            for name, got in (("facts", facts), ("noop", noop), ("modules", modules)):
                 if got["hosts_counted"] != count or got["changed_tasks_all_hosts"] != 0:
                     raise SystemExit("%s run over the fleet: %r" % (name, got))
             real_host_calls = noop["module_runs_per_host"] + PACKAGE_TASK
             ratio = round(noop["seconds"] / facts["seconds"], 2)
             result["by_forks"][str(forks)] = {
                 "facts": facts, "noop": noop, "ratio_noop_to_facts": ratio,
+                "modules_alone": modules, "ratio_modules_alone_to_facts": round(modules["seconds"] / facts["seconds"], 2),
                 "noop_module_runs_per_real_host": real_host_calls,
                 "pass_ratio": ratio <= GOAL_RATIO, "pass_calls": real_host_calls <= GOAL_CALLS}
             # Written after each forks value: a long run stopped part-way keeps what it measured.

@@ -9,9 +9,9 @@ Goal: the module at least 5x faster. The loop is the one the passthrough guides 
 
 The VM is the grub lab (tests/lab/start.sh, QEMU/TCG, emulated Intel IOMMU) with EXTRA_DEVICES
 appended through LAB_EXTRA_DEVICES: 16 more PCIe root ports (two multifunction slots), 8 of them
-each with a 4-function device (QEMU's `edu`, no driver), 4 with a virtio-rng, one with a PCIe switch
-(upstream + 2 downstream ports, an `edu` behind each) and one with a PCIe-to-PCI bridge holding 6
-`edu` (one IOMMU group for all of them, as behind any conventional PCI bridge). The script refuses to
+each with an 8-function device (QEMU's `edu`, no driver), 4 with a virtio-rng, one with a PCIe switch
+(upstream + 2 downstream ports, an `edu` behind each) and one with a PCIe-to-PCI bridge holding 16
+8-function `edu` devices (one IOMMU group for all 128, as behind any conventional PCI bridge). The script refuses to
 measure when the VM shows fewer than 64 functions. One VM boot; the VM is always stopped after.
 
 Three measurements, each the median of alternating repetitions after one untimed warm-up of each side:
@@ -68,7 +68,7 @@ def extra_devices():
             port, slot, function, 10 + number, 10 + number, ",multifunction=on" if function == 0 else "")]
     for port in ports[:8]:
         args += ["-device", "edu,bus=%s,addr=00.0,multifunction=on" % port]
-        for function in range(1, 4):
+        for function in range(1, 8):
             args += ["-device", "edu,bus=%s,addr=00.%d" % (port, function)]
     for port in ports[8:12]:
         args += ["-device", "virtio-rng-pci,bus=%s,addr=00.0,disable-legacy=on" % port]
@@ -77,8 +77,10 @@ def extra_devices():
         args += ["-device", "xio3130-downstream,id=bdown%d,bus=bup,chassis=%d,slot=0" % (index, 40 + index),
                  "-device", "edu,bus=bdown%d,addr=00.0" % index]
     args += ["-device", "pcie-pci-bridge,id=bpb,bus=%s,addr=00.0" % ports[13]]
-    for slot in range(1, 7):
-        args += ["-device", "edu,bus=bpb,addr=%02x.0" % slot]
+    for slot in range(1, 17):
+        args += ["-device", "edu,bus=bpb,addr=%02x.0,multifunction=on" % slot]
+        for function in range(1, 8):
+            args += ["-device", "edu,bus=bpb,addr=%02x.%d" % (slot, function)]
     return args
 
 

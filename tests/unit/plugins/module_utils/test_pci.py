@@ -167,6 +167,29 @@ def test_missing_sysfs_is_a_clear_error(tmp_path):
         _pci.read_iommu(str(tmp_path))
 
 
+def test_read_device_of_a_missing_or_non_directory_address(tree):
+    with pytest.raises(_pci.PciError, match="no PCI device 0000:09:00.0 under .*sys/bus/pci/devices"):
+        _pci.read_device(tree.root, "0000:09:00.0")
+    tree.write("sys/bus/pci/devices/0000:0a:00.0", "not a directory\n")
+    with pytest.raises(_pci.PciError, match="no PCI device 0000:0a:00.0"):
+        _pci.read_device(tree.root, "0000:0a:00.0")
+
+
+def test_read_takes_a_long_file_whole_and_survives_odd_files(tmp_path):
+    long_file = tmp_path / "long"
+    text = "x" * (_pci.READ_SIZE * 2 + 7)
+    long_file.write_text(text + "\n")
+    assert _pci._read(str(long_file)) == text
+    exact = tmp_path / "exact"
+    exact.write_bytes(b"y" * _pci.READ_SIZE)
+    assert _pci._read(str(exact)) == "y" * _pci.READ_SIZE
+    odd = tmp_path / "odd"
+    odd.write_bytes(b"\xff\xfe 0x10de\n")
+    assert _pci._read(str(odd)) == "\ufffd\ufffd 0x10de"
+    assert _pci._read(str(tmp_path / "absent"), "gone") == "gone"
+    assert _pci._read(str(tmp_path), "a directory") == "a directory"
+
+
 def test_broken_resource_names_the_device(tree):
     base = tree.device("0000:02:00.0")
     tree.write(base + "/resource", "garbage\n")

@@ -76,6 +76,7 @@ def test_check_apply_check_apply_then_noop(tmp_path):
     assert written["etc/sysctl.d/80-passthrough-gpu-hugepages.conf"].endswith("vm.nr_hugepages = 64\n")
     assert result["reboot_required"] is True and result["report"]["devices"] == ["0000:01:00.0", "0000:01:00.1"]
     assert "kvm_host_root is not /" in out  # the reboot that is due is not done, and said why
+    assert re.search(r"After the reboot that is due: [^\n]*intel_iommu=on", out)  # verify: what takes effect then
 
     for check in (True, False):
         rc, changed, result, out = converge(tmp_path, tree.root, check=check)
@@ -88,7 +89,8 @@ def test_check_apply_check_apply_then_noop(tmp_path):
     assert rc == 0 and changed == 0, out[-4000:]
     assert result["reboot_required"] is False
     assert result["report"]["drivers"] == {"0000:01:00.0": "vfio-pci", "0000:01:00.1": "vfio-pci"}
-    assert re.search(r"The host is what was configured\] \**\s*ok: \[localhost\]", out)
+    assert re.search(r"The host is what was configured, or becomes it at the reboot that is due\] \**\s*ok: \[localhost\]\n", out)
+    assert "After the reboot that is due" not in out
 
 
 REFUSALS = [

@@ -17,18 +17,21 @@ Both playbooks run on the same inventory, forks as given (Ansible's default is 5
   iommu_kernel_args, vfio_bind) as bare tasks with the role's arguments and no controller-side task,
   run after the noop play: how much of the no-op is the modules' own cost.
 
-What is timed: the wall time of each whole ansible-playbook process. Module runs per host: counted by
+What is timed: the wall time of each whole ansible-playbook process. The three plays alternate, in
+FLEET_ROUNDS rounds (default 3) per forks value with their order turning each round, and the medians
+are compared: one run each was too open to the machine's other load. Module runs per host: counted by
 callback_plugins/module_count.py (tasks that ran a module on the host; controller-only actions such
 as set_fact/assert do not count); every host must report changed=0. The package task cannot run
 against a root directory: on a real host it is one more module run, added in the per-host total.
 
-    .venv/bin/python benchmarks/kvm_host_fleet.py [hosts] [forks ...]   # default: 100 hosts, forks 5
+    [FLEET_ROUNDS=3] .venv/bin/python benchmarks/kvm_host_fleet.py [hosts] [forks ...]   # default: 100 hosts, forks 5
 """
 
 import json
 import os
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 
@@ -159,23 +162,38 @@ def run(workdir, inventory, play, forks):
             "actions": [t["action"] for t in next(iter(hosts.values()))["tasks"]]}
 
 
+def measure(workdir, inventory, count, forks, rounds):
+    """Each play ``rounds`` times, their order turning every round; each play's record with the median seconds."""
+    samples = dict((name, []) for name in PLAYS)
+    for turn in range(rounds):
+        order = list(PLAYS)[turn % len(PLAYS):] + list(PLAYS)[:turn % len(PLAYS)]
+        for name in order:
+            got = run(workdir, inventory, name, forks)
+            if got["hosts_counted"] != count or got["changed_tasks_all_hosts"] != 0:
+                raise SystemExit("%s run over the fleet: %r" % (name, got))
+            samples[name].append(got)
+    records = {}
+    for name, runs in samples.items():
+        records[name] = dict(runs[0], seconds=round(statistics.median(r["seconds"] for r in runs), 1),
+                             samples=[r["seconds"] for r in runs])
+    return records
+
+
 def main():
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 100
     forks_list = [int(f) for f in sys.argv[2:]] or [5]
-    result = {"machine": benchlib.machine(), "hosts": count, "goal_max_ratio": GOAL_RATIO,
+    rounds = int(os.environ.get("FLEET_ROUNDS", "3"))
+    result = {"machine": benchlib.machine(), "hosts": count, "goal_max_ratio": GOAL_RATIO, "rounds": rounds,
               "goal_max_module_runs_per_host": GOAL_CALLS,
               "what_is_timed": "wall time of one ansible-playbook process over all hosts (local connection, "
-                               "gather_facts false), facts run first then no-op converge, once per forks value",
+                               "gather_facts false); the facts-only, no-op and modules-alone plays alternate, "
+                               "%d rounds per forks value with their order turning; medians" % rounds,
               "by_forks": {}}
     with tempfile.TemporaryDirectory() as workdir:
         inventory = build_fleet(workdir, count)
         for forks in forks_list:
-            facts = run(workdir, inventory, "facts", forks)
-            noop = run(workdir, inventory, "noop", forks)
-            modules = run(workdir, inventory, "modules", forks)
-            for name, got in (("facts", facts), ("noop", noop), ("modules", modules)):
-                if got["hosts_counted"] != count or got["changed_tasks_all_hosts"] != 0:
-                    raise SystemExit("%s run over the fleet: %r" % (name, got))
+            records = measure(workdir, inventory, count, forks, rounds)
+            facts, noop, modules = records["facts"], records["noop"], records["modules"]
             real_host_calls = noop["module_runs_per_host"] + PACKAGE_TASK
             ratio = round(noop["seconds"] / facts["seconds"], 2)
             result["by_forks"][str(forks)] = {

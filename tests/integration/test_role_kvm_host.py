@@ -99,6 +99,8 @@ REFUSALS = [
     (None, {"kvm_host_gpus": ["10de:2204"]}, "no PCI device has the id 10de:2204"),
     (None, {"kvm_host_gpus": [60.0]}, "quote addresses in YAML"),
     ("no_uefi", {}, "the host did not boot through UEFI"),
+    # A refusal also carries the preflight notes (here: no GPU named, the candidates listed).
+    ("no_uefi", {"kvm_host_gpus": []}, "to go on anyway; notes: kvm_host_gpus is empty"),
     ("no_virt", {}, "no virtualization flag (vmx or svm"),
     ("iommu_off_no_table", {}, "the IOMMU is off and the firmware shows none"),
     # Refused by hugepages, the first change, so nothing else is written either.

@@ -21,7 +21,7 @@ import glob
 import os
 import re
 
-from ansible_collections.passthrough.gpu.plugins.module_utils import _bootloader, _files
+from ansible_collections.passthrough.gpu.plugins.module_utils import _bootloader, _cmdline, _files
 
 __metaclass__ = type
 
@@ -267,29 +267,37 @@ def _check_mount_target(root, unit_path, mount_path):
                              "hide its files; choose an empty or new directory" % mount_path)
 
 
-def plan_persistent(root, size, count, nodes, bootloader="auto", query=None, mount_path=None):
+def plan_persistent(root, size, count, nodes, bootloader="auto", query=None, mount_path=None, other_args=()):
     """A ``_bootloader.Plan`` holding every persistent change, for ``_bootloader.apply_plan``.
 
     The sysctl.d file and the mount unit join the bootloader plan's file changes, so a failed
     regeneration puts them back too; without kernel arguments a plan with no bootloader
-    (``Plan.bootloader`` None) carries them.
+    (``Plan.bootloader`` None) carries them. ``other_args`` (host_config's IOMMU arguments) join
+    the same plan: one edit and one regeneration for both, where two plans read from the same
+    file would each undo the other.
     """
     sysctl_path = _under(root, SYSCTL_FILE)
-    if size == "2M" and not nodes:
-        if default_size_kb(root) not in (None, SIZES_KB["2M"]):
-            raise HugepagesError("the default huge page size here is %d kB, so vm.nr_hugepages would not count "
-                                 "2M pages: remove default_hugepagesz from the kernel arguments first"
-                                 % default_size_kb(root))
-        plan = _bootloader.Plan(root, None, [], "present")
-        plan.cmdline_current = _bootloader.read_cmdline(root)
-        plan.files.want(sysctl_path, sysctl_text(count))
-    else:
+    ours = kernel_args(size, count, nodes) if size == "1G" or nodes else []
+    taken = set(_cmdline.param_key(_cmdline.key_value(a)[0]) for a in kernel_args(size, count, nodes))
+    clash = [a for a in other_args if _cmdline.param_key(_cmdline.key_value(a)[0]) in taken]
+    if clash:
+        raise HugepagesError("the kernel arguments %s are the huge pages' own: set the pages through the huge page "
+                             "options, not as kernel arguments" % " ".join(clash))
+    if size == "2M" and not nodes and default_size_kb(root) not in (None, SIZES_KB["2M"]):
+        raise HugepagesError("the default huge page size here is %d kB, so vm.nr_hugepages would not count "
+                             "2M pages: remove default_hugepagesz from the kernel arguments first"
+                             % default_size_kb(root))
+    args = ours + list(other_args)
+    if args:
         try:
-            plan = _bootloader.plan_kernel_args(root, kernel_args(size, count, nodes), "present", bootloader, query)
+            plan = _bootloader.plan_kernel_args(root, args, "present", bootloader, query)
         except _bootloader.BootloaderError as exc:
             raise HugepagesError(str(exc))
-        # The pages now come from the kernel arguments; a sysctl file of ours would fight them.
-        plan.files.want(sysctl_path, None)
+    else:
+        plan = _bootloader.Plan(root, None, [], "present")
+        plan.cmdline_current = _bootloader.read_cmdline(root)
+    # With the pages on the kernel command line, a sysctl file of ours would fight them.
+    plan.files.want(sysctl_path, None if ours else sysctl_text(count))
     if mount_path:
         unit = mount_unit_name(mount_path)
         _check_mount_target(root, _under(root, "etc/systemd/system/" + unit), mount_path)

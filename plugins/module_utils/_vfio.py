@@ -293,15 +293,31 @@ def _drivers_text(addresses, drivers):
 
 def run(params, host, check_mode):
     """vfio_bind's one entry point: the whole result dict, or VfioError."""
+    return apply(plan(params, host), host, check_mode)
+
+
+def plan(params, host):
+    """Every check and every file's new content, before anything is touched; VfioError on bad input.
+
+    host_config plans this together with its other parts, so that a refusal here leaves those
+    unchanged too.
+    """
     try:
-        return _run(params, host, check_mode)
+        return _plan(params, host)
     except (_pci.PciError, _files.FileError, _initramfs.InitramfsError) as exc:
         raise VfioError(str(exc))
 
 
-def _run(params, host, check_mode):
+def apply(planned, host, check_mode):
+    """Rebind and write what ``plan`` decided; the result dict, or VfioError."""
+    try:
+        return _apply(planned, host, check_mode)
+    except (_pci.PciError, _files.FileError, _initramfs.InitramfsError) as exc:
+        raise VfioError(str(exc))
+
+
+def _plan(params, host):
     root = params["root"]
-    live = _argspec.root_is_live(root)
     if not params["runtime"] and not params["persistent"]:
         raise VfioError("runtime and persistent are both false: nothing to do; set runtime=true (rebind now) "
                         "or persistent=true (vfio-pci from boot)")
@@ -311,16 +327,21 @@ def _run(params, host, check_mode):
     iommu = _pci.read_iommu(root)
     devices = iommu["devices"]
     chosen, warnings = select(iommu, params)
-    bound = params["state"] == "bound"
     path = os.path.join(root, params["modprobe_file"].lstrip("/"))
     records = parse_modprobe(_files.read_text(path))[0]
     modules = dict((a, native_module(root, devices[a], records)) for a in chosen)
-    before = dict((a, devices[a]["driver"]) for a in chosen)
-
     changes = _files.FileChanges(mover=host.mover)
-    tool = None
-    if params["persistent"]:
-        tool = plan_files(params, devices, chosen, modules, changes)
+    tool = plan_files(params, devices, chosen, modules, changes) if params["persistent"] else None
+    return {"params": params, "devices": devices, "chosen": chosen, "warnings": warnings, "modules": modules,
+            "before": dict((a, devices[a]["driver"]) for a in chosen), "changes": changes, "tool": tool}
+
+
+def _apply(planned, host, check_mode):
+    params, devices, chosen, modules = planned["params"], planned["devices"], planned["chosen"], planned["modules"]
+    before, changes, tool, warnings = planned["before"], planned["changes"], planned["tool"], list(planned["warnings"])
+    root = params["root"]
+    live = _argspec.root_is_live(root)
+    bound = params["state"] == "bound"
 
     # Runtime first: it undoes itself on failure, so files are written only after it worked.
     runtime = _runtime.Runtime(root, host, check_mode)

@@ -18,7 +18,7 @@ from ansible.module_utils import basic
 
 from ansible_collections.passthrough.gpu.plugins.module_utils import _argspec
 from ansible_collections.passthrough.gpu.plugins.modules import (
-    gpu_facts, hugepages, iommu_facts, iommu_kernel_args, libvirt_passthrough, proxmox_hostpci, vfio_bind)
+    gpu_facts, host_config, hugepages, iommu_facts, iommu_kernel_args, libvirt_passthrough, proxmox_hostpci, vfio_bind)
 
 from checksums import differences, fingerprint  # beside this file; pytest puts its directory on sys.path
 
@@ -327,6 +327,22 @@ CASES = [
      r"^cpuset '1,\^1' names no CPU$"),
     ("virt-pin-key-not-a-vcpu", libvirt_passthrough, {"name": "guest", "vcpu_pins": {"first": "1"}}, None,
      r"^vcpu_pins keys are vCPU numbers, not 'first'$"),
+    # host_config: a bad value in any part, next to good values in the others, changes nothing
+    ("host-nothing-to-manage", host_config, {}, None, r"^nothing to manage: set hugepages, kernel_args or vfio$"),
+    ("host-dirty-group-next-to-good-pages", host_config,
+     {"hugepages": {"count": 4}, "kernel_args": {}, "vfio": {"devices": ["0000:03:01.0"]}}, None,
+     r"IOMMU group 9 is not isolated"),
+    ("host-pages-beyond-memory-next-to-a-good-gpu", host_config,
+     {"hugepages": {"size": "1G", "count": 2}, "kernel_args": {}, "vfio": {"devices": ["01:00.0"]}}, None,
+     r"but this host has 1\.9 GiB of memory"),
+    ("host-unclosed-grub-quote-next-to-a-good-gpu", host_config, {"kernel_args": {}, "vfio": {"devices": ["01:00.0"]}},
+     write("etc/default/grub", 'GRUB_CMDLINE_LINUX_DEFAULT="quiet splash\n'),
+     r"GRUB_CMDLINE_LINUX_DEFAULT.* opens a double quote it does not close on the same line"),
+    ("host-huge-page-argument-in-kernel-args", host_config,
+     {"hugepages": {"count": 4}, "kernel_args": {"args": ["hugepages=8"]}}, None,
+     r"^the kernel arguments hugepages=8 are the huge pages' own"),
+    ("host-iommu-none-and-no-args", host_config, {"kernel_args": {"iommu": "none"}, "hugepages": {"count": 4}}, None,
+     r"^nothing to manage in kernel_args: args is empty and iommu is none$"),
     ("virt-pin-negative-vcpu", libvirt_passthrough, {"name": "guest", "vcpu_pins": {"-1": "1"}}, None,
      r"^vcpu_pins: vCPU -1 is negative$"),
     ("virt-emulator-cpuset-malformed", libvirt_passthrough, {"name": "guest", "emulator_cpuset": "all"}, None,
@@ -388,7 +404,7 @@ def test_the_matrix_covers_every_linux_module():
     assert len(CASES) >= 30 and len(set(case[0] for case in CASES)) == len(CASES)
     modules = set(case[1] for case in CASES)
     assert modules == {iommu_facts, gpu_facts, vfio_bind, iommu_kernel_args, hugepages, proxmox_hostpci,
-                       libvirt_passthrough}
+                       libvirt_passthrough, host_config}
 
 
 def test_the_checks_can_fail(tree, run_module, commands, monkeypatch):

@@ -13,7 +13,7 @@ import sys
 
 from ansible_collections.passthrough.gpu.plugins.module_utils import _hugepages, _vm_mmio, _vsphere
 from ansible_collections.passthrough.gpu.plugins.modules import (esxi_passthrough, esxi_passthrough_info,
-                                                                 esxi_vm_passthrough, gpu_facts, hugepages,
+                                                                 esxi_vm_passthrough, gpu_facts, host_config, hugepages,
                                                                  iommu_facts, iommu_kernel_args,
                                                                  libvirt_passthrough, proxmox_hostpci, vfio_bind,
                                                                  vm_mmio)
@@ -93,6 +93,16 @@ def vfio_bind_case(tree, _monkeypatch):
                 files=[VFIO_CONF, INITRAMFS_MODULES])
 
 
+def host_config_case(tree, _monkeypatch):
+    """The three host parts at once: 1G pages and the IOMMU in one GRUB edit, the lab GPU on vfio-pci."""
+    vfio_bind_case(tree, _monkeypatch)
+    _grub_host(tree)
+    _memory(tree)
+    args = {"root": tree.root, "hugepages": {"size": "1G", "count": 1}, "kernel_args": {"iommu": "intel"},
+            "vfio": {"devices": ["01:00.0"]}}
+    return Case(host_config, args, tree.snapshot, files=["etc/default/grub", VFIO_CONF, INITRAMFS_MODULES])
+
+
 def proxmox_hostpci_case(tree, _monkeypatch):
     tree.write(PVE_CONF, "boot: order=scsi0\ncores: 4\nmemory: 8192\nname: gpu\n")
     tree.write("proc/1/cmdline", "/sbin/init\0")
@@ -161,6 +171,7 @@ CHANGING = {
     "hugepages": hugepages_sysctl_case,
     "hugepages_1g": hugepages_1g_case,
     "vfio_bind": vfio_bind_case,
+    "host_config": host_config_case,
     "proxmox_hostpci": proxmox_hostpci_case,
     "libvirt_passthrough": libvirt_passthrough_case,
     "esxi_passthrough": esxi_passthrough_case,
@@ -173,4 +184,4 @@ READ_ONLY = {
     "esxi_passthrough_info": esxi_passthrough_info_case,
 }
 # The modules that write files under root, for the file-mode checks.
-FILE_WRITERS = ("iommu_kernel_args", "hugepages", "hugepages_1g", "vfio_bind", "proxmox_hostpci")
+FILE_WRITERS = ("iommu_kernel_args", "hugepages", "hugepages_1g", "vfio_bind", "host_config", "proxmox_hostpci")

@@ -60,7 +60,7 @@ def test_every_module_and_role_has_a_full_row():
     rows = table_rows(doc_text())
     assert rows.get("Module") == [COLUMNS] and rows.get("Role") == [COLUMNS]
     wanted = modules() + sorted(os.listdir(os.path.join(REPO, "roles")))
-    assert len(modules()) == 11 and sorted(os.listdir(os.path.join(REPO, "roles"))) == list(ROLES)
+    assert len(modules()) == 12 and sorted(os.listdir(os.path.join(REPO, "roles"))) == list(ROLES)
     for name in wanted:
         assert name in rows, "docs/idempotence.md has no row for %s" % name
         assert len(rows[name]) == 1, "%s has %d rows" % (name, len(rows[name]))

@@ -13,9 +13,9 @@ Both playbooks run on the same inventory, forks as given (Ansible's default is 5
 
 - noop:  roles/kvm_host with kvm_host_root={{ fleet_root }} (what kvm_host_noop.py runs on one host);
 - facts: passthrough.gpu.iommu_facts + passthrough.gpu.gpu_facts with root={{ fleet_root }};
-- modules (reference, not judged): the role's four module runs (iommu_facts, hugepages,
-  iommu_kernel_args, vfio_bind) as bare tasks with the role's arguments and no controller-side task,
-  run after the noop play: how much of the no-op is the modules' own cost.
+- modules (reference, not judged): the role's module runs (iommu_facts, host_config) as bare tasks
+  with the role's arguments and no controller-side task: how much of the no-op is the modules' own
+  cost.
 
 What is timed: the wall time of each whole ansible-playbook process. The three plays alternate, in
 FLEET_ROUNDS rounds (default 3) per forks value with their order turning each round, and the medians
@@ -55,7 +55,7 @@ PLAYS = {
         kvm_host_hugepages_count: {pages}
         kvm_host_install_packages: false
 """,
-    # Reference, not judged: the role's four module runs as bare tasks with the role's arguments
+    # Reference, not judged: the role's module runs as bare tasks with the role's arguments
     # (its defaults and the noop play's vars), no controller-side task: the floor of any role that
     # checks huge pages, kernel arguments and vfio-pci with these modules.
     "modules": """- name: The role's module runs alone on every synthetic root
@@ -65,29 +65,25 @@ PLAYS = {
     - name: Read IOMMU groups, PCI devices and the platform
       passthrough.gpu.iommu_facts:
         root: "{{{{ fleet_root }}}}"
-    - name: Huge pages
-      passthrough.gpu.hugepages:
+    - name: Huge pages, kernel arguments and vfio-pci
+      passthrough.gpu.host_config:
         root: "{{{{ fleet_root }}}}"
-        size: 2M
-        count: {pages}
         bootloader: auto
-    - name: Kernel arguments
-      passthrough.gpu.iommu_kernel_args:
-        root: "{{{{ fleet_root }}}}"
-        iommu: auto
-        bootloader: auto
-        args: []
-    - name: vfio-pci
-      passthrough.gpu.vfio_bind:
-        root: "{{{{ fleet_root }}}}"
-        devices: ['0000:01:00.0']
-        include_group: true
-        allow_shared_group: false
-        force: false
-        runtime: true
-        persistent: true
-        blacklist: []
-        initramfs: auto
+        hugepages:
+          size: 2M
+          count: {pages}
+        kernel_args:
+          iommu: auto
+          args: []
+        vfio:
+          devices: ['0000:01:00.0']
+          include_group: true
+          allow_shared_group: false
+          force: false
+          runtime: true
+          persistent: true
+          blacklist: []
+          initramfs: auto
 """,
     "facts": """- name: Facts of every synthetic root
   hosts: fleet

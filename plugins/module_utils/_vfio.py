@@ -316,6 +316,22 @@ def apply(planned, host, check_mode):
         raise VfioError(str(exc))
 
 
+def check_rebuild_tool(planned, host):
+    """VfioError now if the initramfs will need rebuilding and its program is missing.
+
+    vfio_bind finds out at the rebuild, after the runtime rebind; host_config asks before any of
+    its parts changes the host.
+    """
+    tool, root = planned["tool"], planned["params"]["root"]
+    if tool in (None, "none") or not _argspec.root_is_live(root) or not planned["params"]["rebuild_initramfs"]:
+        return
+    if not (planned["changes"].changed or _files.Pending(root, PENDING_NAME).due):
+        return
+    argv = _initramfs.rebuild_argv(tool)
+    if not host.which(argv[0]):
+        raise VfioError("%s is not installed; nothing was written" % argv[0])
+
+
 def _plan(params, host):
     root = params["root"]
     if not params["runtime"] and not params["persistent"]:

@@ -13,12 +13,12 @@ short_description: Huge pages, kernel arguments and vfio-pci on a Linux host in 
 version_added: 0.2.0
 description:
   - Does in one run what M(passthrough.gpu.hugepages), M(passthrough.gpu.iommu_kernel_args) and
-    M(passthrough.gpu.vfio_bind) (binding O(vfio.devices)) do one after the other, with the same code
-    and the same refusals. On a host that is already configured, a run of Ansible costs mostly its
-    module runs, and this is one instead of three.
+    M(passthrough.gpu.vfio_bind) (binding O(vfio.devices)) do one after the other, with their code and
+    their checks, plus one of its own (a huge page argument in O(kernel_args.args)). On a host that is
+    already configured, a run of Ansible costs mostly its module runs, and this is one instead of three.
   - Every part is checked and planned before the first change, so a bad value in any part (more
-    pages than memory, an unknown device, a dirty IOMMU group, an unparsable GRUB file) changes
-    nothing at all.
+    pages than memory, an unknown device, a dirty IOMMU group, an unparsable GRUB file, a missing
+    bootloader or initramfs program) changes nothing at all.
   - "The kernel arguments of O(kernel_args) and those of 1G or per-node huge pages are one edit of the
     boot configuration followed by one regeneration (C(update-grub), C(proxmox-boot-tool refresh) ...);
     if that fails, the files are put back byte for byte. 2M pages host-wide persist through
@@ -263,6 +263,9 @@ def plan(module):
         if not args:
             raise _bootloader.BootloaderError("nothing to manage in kernel_args: args is empty and iommu is none")
     run, query, resolve = _bootloader.module_runner(module, _argspec.root_is_live(root))
+    if huge and not huge["runtime"] and not huge["persistent"]:
+        raise _hugepages.HugepagesError("hugepages: runtime and persistent are both false: nothing to do; set "
+                                        "runtime=true (pages now) or persistent=true (pages from boot)")
     if huge:
         huge = dict(huge, nodes=huge["nodes"] or [])
         huge["count"] = _hugepages.page_count(huge["size"], huge["count"], huge["memory"])
@@ -279,6 +282,7 @@ def plan(module):
     if vfio:
         vfio_plan = _vfio.plan(dict(vfio, root=root, state="bound", rebuild_initramfs=True,
                                     modprobe_file=_vfio.MODPROBE_FILE), host)
+        _vfio.check_rebuild_tool(vfio_plan, host)
     if boot is not None:
         resolve(boot)
     return boot, huge, vfio_plan, host, run
@@ -316,10 +320,12 @@ def ensure(module):
             diff.extend(vfio.pop("diff"))
             result["vfio"] = vfio
     except ERRORS as exc:
+        # The earlier parts' warnings (weakened isolation, a pool shortfall) still count.
         if done and not check_mode:
             partial = type(exc)("%s (already done in this run: %s)" % (exc, " and ".join(done)))
-            partial.changed = True
+            partial.changed, partial.warnings = True, warnings
             raise partial
+        exc.warnings = warnings
         raise
     result["reboot_required"] = bool(result["reboot_required"] or (result["vfio"] or {}).get("reboot_required"))
     result["changed"] = bool(boot is not None and boot.changed) or any(
@@ -381,6 +387,8 @@ def main():
     try:
         result, warnings = ensure(module)
     except ERRORS as exc:
+        for warning in getattr(exc, "warnings", []):
+            module.warn(warning)
         module.fail_json(msg=str(exc), changed=getattr(exc, "changed", False))
     for warning in warnings:
         module.warn(warning)

@@ -102,6 +102,8 @@ def test_2m_pages_go_to_sysctl_next_to_the_kernel_arguments(tree, run_module):
     ({"kernel_args": {"args": ["bad arg"]}, "vfio": {"devices": ["01:00.0"]}}, "bad arg"),
     ({}, "nothing to manage: set hugepages, kernel_args or vfio"),
     ({"hugepages": {"count": 1, "memory": "2M"}}, "mutually exclusive"),
+    ({"hugepages": {"count": 4, "runtime": False, "persistent": False}, "vfio": {"devices": ["01:00.0"]}},
+     "hugepages: runtime and persistent are both false: nothing to do"),
 ])
 def test_any_refusal_changes_nothing(tree, run_module, args, message):
     lab_host(tree)
@@ -143,3 +145,33 @@ def test_weakened_isolation_is_warned_about(tree, run_module):
     assert code == 0 and result["kernel_args"]["args"][-2:] == weak
     assert sum("pcie_acs_override makes the kernel split" in w for w in result["warnings"]) == 1
     assert sum("allow_unsafe_interrupts lets a guest" in w for w in result["warnings"]) == 1
+
+
+def test_a_missing_initramfs_program_is_refused_before_anything_changes(tree, run_module, monkeypatch):
+    """On the running host (root_is_live) the rebuild's program is looked for before the first change."""
+    from ansible.module_utils import basic  # pylint: disable=import-outside-toplevel
+    from ansible_collections.passthrough.gpu.plugins.module_utils import _argspec  # pylint: disable=import-outside-toplevel
+    lab_host(tree)
+    monkeypatch.setattr(_argspec, "root_is_live", lambda root: True)
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path",
+                        lambda self, name, required=False, opt_dirs=None: None if name == "update-initramfs" else "/usr/bin/" + name)
+    ran = []
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda self, argv, **kwargs: ran.append(argv) or (0, "", ""))
+    before = tree.snapshot()
+    code, result = run_module(host_config, {"root": tree.root, "hugepages": {"size": "1G", "count": 1}, "kernel_args": {},
+                                            "vfio": {"devices": ["01:00.0"]}})
+    assert code == 1 and result["msg"] == "update-initramfs is not installed; nothing was written", result
+    assert tree.snapshot() == before and ran == []
+
+
+def test_earlier_warnings_come_with_a_later_failure(tree, run_module, monkeypatch):
+    lab_host(tree)
+
+    def fail(_planned, _host, _check_mode):
+        raise _vfio.VfioError("vfio-pci did not take 0000:01:00.0")
+
+    monkeypatch.setattr(_vfio, "apply", fail)
+    code, result = run_module(host_config, {"root": tree.root, "kernel_args": {"args": ["pcie_acs_override=downstream"]},
+                                            "vfio": {"devices": ["01:00.0"]}})
+    assert code == 1 and result["changed"] is True
+    assert any("pcie_acs_override makes the kernel split" in w for w in result["warnings"]), result

@@ -367,19 +367,13 @@ def _ensure_pages(huge, huge_args, current, root, live, check_mode, warnings):
 
 def main():
     argument_spec = dict(
-        hugepages={"type": "dict", "options": {
-            "size": {"type": "str", "choices": ["2M", "1G"], "default": "2M"},
-            "count": {"type": "int"},
-            "memory": {"type": "str"},
-            "nodes": {"type": "list", "elements": "int"},
-            "runtime": {"type": "bool", "default": True},
-            "persistent": {"type": "bool", "default": True},
-        }, "mutually_exclusive": [("count", "memory")], "required_one_of": [("count", "memory")]},
+        hugepages={"type": "dict", "options": _argspec.hugepages_options(),
+                   "mutually_exclusive": [("count", "memory")], "required_one_of": [("count", "memory")]},
         kernel_args={"type": "dict", "options": {
             "iommu": {"type": "str", "choices": ["auto", "intel", "amd", "none"], "default": "auto"},
             "args": {"type": "list", "elements": "str", "default": []},
         }},
-        vfio={"type": "dict", "options": _vfio_options()},
+        vfio={"type": "dict", "options": _argspec.vfio_options()},
     )
     argument_spec.update(_argspec.bootloader_argument_spec())
     argument_spec.update(_argspec.root_argument_spec())
@@ -393,20 +387,6 @@ def main():
     for warning in warnings:
         module.warn(warning)
     module.exit_json(**result)
-
-
-def _vfio_options():
-    return {
-        "devices": {"type": "list", "elements": "str", "required": True},
-        "include_group": {"type": "bool", "default": True},
-        "allow_shared_group": {"type": "bool", "default": False},
-        "force": {"type": "bool", "default": False},
-        "runtime": {"type": "bool", "default": True},
-        "persistent": {"type": "bool", "default": True},
-        "blacklist": {"type": "list", "elements": "str", "default": []},
-        "initramfs": {"type": "str", "choices": ["auto", "initramfs-tools", "dracut", "mkinitcpio", "none"],
-                      "default": "auto"},
-    }
 
 
 if __name__ == "__main__":

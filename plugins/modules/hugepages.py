@@ -248,15 +248,7 @@ def ensure_hugepages(module):
 
 
 def main():
-    argument_spec = dict(
-        size={"type": "str", "choices": ["2M", "1G"], "default": "2M"},
-        count={"type": "int"},
-        memory={"type": "str"},
-        nodes={"type": "list", "elements": "int"},
-        runtime={"type": "bool", "default": True},
-        persistent={"type": "bool", "default": True},
-        mount_path={"type": "path"},
-    )
+    argument_spec = dict(_argspec.hugepages_options(), mount_path={"type": "path"})
     argument_spec.update(_argspec.bootloader_argument_spec())
     argument_spec.update(_argspec.root_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,

@@ -269,17 +269,9 @@ from ansible_collections.passthrough.gpu.plugins.module_utils import _argspec, _
 
 def argument_spec():
     spec = _argspec.root_argument_spec()
+    spec.update(_argspec.vfio_options())
     spec.update(
-        devices={"type": "list", "elements": "str", "required": True},
-        include_group={"type": "bool", "default": True},
-        allow_shared_group={"type": "bool", "default": False},
-        force={"type": "bool", "default": False},
-        runtime={"type": "bool", "default": True},
-        persistent={"type": "bool", "default": True},
         state={"type": "str", "choices": ["bound", "unbound"], "default": "bound"},
-        blacklist={"type": "list", "elements": "str", "default": []},
-        initramfs={"type": "str", "choices": ["auto", "initramfs-tools", "dracut", "mkinitcpio", "none"],
-                   "default": "auto"},
         rebuild_initramfs={"type": "bool", "default": True},
         modprobe_file={"type": "path", "default": _vfio.MODPROBE_FILE},
     )

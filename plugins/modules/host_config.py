@@ -251,7 +251,7 @@ ERRORS = (_bootloader.BootloaderError, _hugepages.HugepagesError, _vfio.VfioErro
 
 
 def plan(module):
-    """Every part checked and planned, nothing changed: ``(plan, huge, vfio_plan, host)``."""
+    """Every part checked and planned, nothing changed: ``(boot, huge, vfio_plan, host, run)``."""
     params = module.params
     root = params["root"]
     huge, karg, vfio = params["hugepages"], params["kernel_args"], params["vfio"]
